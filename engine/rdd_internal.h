@@ -1,0 +1,574 @@
+// The typed RDD nodes behind Rdd<T> (rdd.h). Not a public header: use rdd.h.
+//
+// Every node produces a partition by pushing records into a Sink, a FunctionRef that returns
+// false to stop early. A chain of narrow nodes is therefore one pass per partition with no
+// intermediate collections: Map(f).Filter(g).Take(5) calls f and g on about 5 records.
+// Persisted and checkpointed nodes are served from the block manager or checkpoint files
+// by RddNode::Iterate before Compute is ever called.
+//
+// Thread safety: Iterate/Compute are called concurrently for different partitions; user
+// functions are called through a const reference and must be safe to call concurrently.
+#pragma once
+
+#include <concepts>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/unordered/unordered_flat_map.hpp>
+#include <fmt/format.h>
+
+#include "common/file_util.h"
+#include "engine/context.h"
+#include "engine/function_ref.h"
+#include "engine/hash.h"
+#include "engine/rdd_base.h"
+#include "engine/scheduler.h"
+#include "engine/serde.h"
+#include "engine/task_context.h"
+
+namespace runnel::engine {
+
+template <typename T>
+using Sink = FunctionRef<bool(T&&)>;
+
+template <typename T>
+concept Serializable = requires(const T& v, std::string* out, std::string_view* in, T* t) {
+  Serde<T>::Write(v, out);
+  Serde<T>::Read(in, t);
+  Serde<T>::MemorySize(v);
+};
+
+// Stands for the key and value types of an RDD that does not hold pairs, so the pair-only
+// methods of Rdd<T> can be declared (never called) for every T.
+struct NotAPair {};
+
+template <typename T>
+struct PairTraits {
+  static constexpr bool kIsPair = false;
+  using Key = NotAPair;
+  using Value = NotAPair;
+};
+template <typename A, typename B>
+struct PairTraits<std::pair<A, B>> {
+  static constexpr bool kIsPair = true;
+  using Key = A;
+  using Value = B;
+};
+template <typename T>
+concept PairType = PairTraits<T>::kIsPair;
+
+template <typename K, typename V>
+using FlatMap = boost::unordered_flat_map<K, V, KeyHash<K>>;
+
+template <typename T>
+class RddNode : public RddNodeBase {
+ public:
+  using RddNodeBase::RddNodeBase;
+
+  // Produces partition `p` into `sink`: from checkpoint files, from the cache, or by Compute.
+  Status Iterate(int p, TaskContext& tc, Sink<T> sink) {
+    if (std::vector<std::string> files = checkpoint_files(); !files.empty()) {
+      return ReadCheckpoint(files[p], tc, sink);
+    }
+    if (storage_level() != StorageLevel::kNone) return IterateCached(p, tc, sink);
+    return Compute(p, tc, sink);
+  }
+
+ protected:
+  virtual Status Compute(int p, TaskContext& tc, Sink<T> sink) = 0;
+
+ private:
+  static Status EmitCopies(const std::vector<T>& values, TaskContext& tc, Sink<T> sink) {
+    for (const T& v : values) {
+      ++tc.metrics().records_in;
+      T copy = v;
+      if (!sink(std::move(copy))) break;
+    }
+    return Status::OK();
+  }
+
+  static Status EmitMoved(std::vector<T>& values, TaskContext& tc, Sink<T> sink) {
+    for (T& v : values) {
+      ++tc.metrics().records_in;
+      if (!sink(std::move(v))) break;
+    }
+    return Status::OK();
+  }
+
+  Status ReadCheckpoint(const std::string& file, TaskContext& tc, Sink<T> sink) {
+    if constexpr (Serializable<T>) {
+      ASSIGN_OR_RETURN(std::string bytes, ReadFile(file));
+      std::vector<T> values;
+      if (!DeserializeAll(bytes, &values)) {
+        return Status::Corruption(fmt::format("checkpoint file {} is malformed", file));
+      }
+      return EmitMoved(values, tc, sink);
+    } else {
+      return Status::NotImplemented("checkpointing this RDD needs a Serde for its element type");
+    }
+  }
+
+  Status IterateCached(int p, TaskContext& tc, Sink<T> sink) {
+    if constexpr (Serializable<T>) {
+      BlockManager& bm = context().block_manager();
+      const BlockId id{this->id(), p};
+      if (auto found = bm.Get(id)) {
+        if (found->object) {
+          return EmitCopies(*std::static_pointer_cast<const std::vector<T>>(found->object), tc,
+                            sink);
+        }
+        std::vector<T> values;
+        if (!DeserializeAll(found->bytes, &values)) {
+          return Status::Corruption(fmt::format("block rdd {} partition {} is malformed",
+                                                id.rdd_id, id.partition));
+        }
+        return EmitMoved(values, tc, sink);
+      }
+      // Not cached: compute the whole partition, cache it, then serve it.
+      auto values = std::make_shared<std::vector<T>>();
+      RETURN_NOT_OK(Compute(p, tc, [&](T&& v) {
+        values->push_back(std::move(v));
+        return true;
+      }));
+      BlockManager::PutRequest put;
+      put.id = id;
+      put.memory_bytes = static_cast<int64_t>(Serde<std::vector<T>>::MemorySize(*values));
+      put.level = storage_level();
+      put.priority = storage_priority();
+      put.serialize = [](const void* object) {
+        return SerializeAll(*static_cast<const std::vector<T>*>(object));
+      };
+      put.object = values;
+      RETURN_NOT_OK(bm.Put(std::move(put)));
+      return EmitCopies(*values, tc, sink);
+    } else {
+      return Status::NotImplemented("persisting this RDD needs a Serde for its element type");
+    }
+  }
+};
+
+// ---- Sources ----------------------------------------------------------------------------
+
+template <typename T>
+class ParallelizeNode final : public RddNode<T> {
+ public:
+  ParallelizeNode(Context* ctx, std::shared_ptr<const std::vector<T>> data, int slices)
+      : RddNode<T>(ctx, "parallelize", slices, {}, std::nullopt), data_(std::move(data)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+    const size_t n = data_->size();
+    const size_t slices = static_cast<size_t>(this->num_partitions());
+    const size_t begin = n * static_cast<size_t>(p) / slices;
+    const size_t end = n * static_cast<size_t>(p + 1) / slices;
+    for (size_t i = begin; i < end; ++i) {
+      ++tc.metrics().records_in;
+      T copy = (*data_)[i];
+      if (!sink(std::move(copy))) break;
+    }
+    return Status::OK();
+  }
+
+ private:
+  const std::shared_ptr<const std::vector<T>> data_;
+};
+
+// A source-defined partition function (the Kafka RDD reads one offset range per partition).
+template <typename T>
+class SourceNode final : public RddNode<T> {
+ public:
+  using ComputeFn = std::function<Status(int partition, TaskContext& tc, Sink<T> sink)>;
+  SourceNode(Context* ctx, std::string name, int partitions, ComputeFn fn)
+      : RddNode<T>(ctx, std::move(name), partitions, {}, std::nullopt), fn_(std::move(fn)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<T> sink) override { return fn_(p, tc, sink); }
+
+ private:
+  const ComputeFn fn_;
+};
+
+// ---- Narrow transformations ------------------------------------------------------------
+
+template <typename T>
+std::vector<Dependency> OneToOne(const std::shared_ptr<RddNode<T>>& parent) {
+  return {Dependency{Dependency::Kind::kOneToOne, parent, nullptr}};
+}
+
+template <typename T, typename U, typename F>
+class MapNode final : public RddNode<U> {
+ public:
+  MapNode(std::shared_ptr<RddNode<T>> parent, F f, std::string name,
+          std::optional<Partitioner> partitioner)
+      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(),
+                   OneToOne(parent), partitioner),
+        parent_(std::move(parent)),
+        f_(std::move(f)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<U> sink) override {
+    const F& f = f_;
+    return parent_->Iterate(p, tc, [&](T&& v) { return sink(std::invoke(f, std::move(v))); });
+  }
+
+ private:
+  const std::shared_ptr<RddNode<T>> parent_;
+  const F f_;
+};
+
+template <typename T, typename F>
+class FilterNode final : public RddNode<T> {
+ public:
+  FilterNode(std::shared_ptr<RddNode<T>> parent, F f)
+      : RddNode<T>(&parent->context(), "filter", parent->num_partitions(), OneToOne(parent),
+                   parent->partitioner()),
+        parent_(std::move(parent)),
+        f_(std::move(f)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+    const F& f = f_;
+    return parent_->Iterate(p, tc, [&](T&& v) {
+      return std::invoke(f, static_cast<const T&>(v)) ? sink(std::move(v)) : true;
+    });
+  }
+
+ private:
+  const std::shared_ptr<RddNode<T>> parent_;
+  const F f_;
+};
+
+template <typename T, typename U, typename F>
+class FlatMapNode final : public RddNode<U> {
+ public:
+  FlatMapNode(std::shared_ptr<RddNode<T>> parent, F f, std::string name,
+              std::optional<Partitioner> partitioner)
+      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(),
+                   OneToOne(parent), partitioner),
+        parent_(std::move(parent)),
+        f_(std::move(f)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<U> sink) override {
+    const F& f = f_;
+    return parent_->Iterate(p, tc, [&](T&& v) {
+      for (auto&& out : std::invoke(f, std::move(v))) {
+        if (!sink(U(std::move(out)))) return false;
+      }
+      return true;
+    });
+  }
+
+ private:
+  const std::shared_ptr<RddNode<T>> parent_;
+  const F f_;
+};
+
+// f(partition index, all records of the partition) -> the output records.
+template <typename T, typename U, typename F>
+class MapPartitionsNode final : public RddNode<U> {
+ public:
+  MapPartitionsNode(std::shared_ptr<RddNode<T>> parent, F f, std::string name,
+                    std::optional<Partitioner> partitioner)
+      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(),
+                   OneToOne(parent), partitioner),
+        parent_(std::move(parent)),
+        f_(std::move(f)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<U> sink) override {
+    std::vector<T> input;
+    RETURN_NOT_OK(parent_->Iterate(p, tc, [&](T&& v) {
+      input.push_back(std::move(v));
+      return true;
+    }));
+    std::vector<U> output = std::invoke(f_, p, std::move(input));
+    for (U& u : output) {
+      if (!sink(std::move(u))) break;
+    }
+    return Status::OK();
+  }
+
+ private:
+  const std::shared_ptr<RddNode<T>> parent_;
+  const F f_;
+};
+
+template <typename T>
+class UnionNode final : public RddNode<T> {
+ public:
+  explicit UnionNode(std::vector<std::shared_ptr<RddNode<T>>> parents)
+      : RddNode<T>(&parents.front()->context(), "union", TotalPartitions(parents),
+                   Dependencies(parents), std::nullopt),
+        parents_(std::move(parents)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+    for (const auto& parent : parents_) {
+      if (p < parent->num_partitions()) return parent->Iterate(p, tc, sink);
+      p -= parent->num_partitions();
+    }
+    return Status::OutOfRange("union partition out of range");
+  }
+
+ private:
+  static int TotalPartitions(const std::vector<std::shared_ptr<RddNode<T>>>& parents) {
+    int n = 0;
+    for (const auto& p : parents) n += p->num_partitions();
+    return n;
+  }
+  static std::vector<Dependency> Dependencies(
+      const std::vector<std::shared_ptr<RddNode<T>>>& parents) {
+    std::vector<Dependency> deps;
+    for (const auto& p : parents) deps.push_back({Dependency::Kind::kRange, p, nullptr});
+    return deps;
+  }
+
+  const std::vector<std::shared_ptr<RddNode<T>>> parents_;
+};
+
+// Fewer partitions without a shuffle: child partition i reads a contiguous range of parents.
+template <typename T>
+class CoalesceNode final : public RddNode<T> {
+ public:
+  CoalesceNode(std::shared_ptr<RddNode<T>> parent, int partitions)
+      : RddNode<T>(&parent->context(), "coalesce", partitions,
+                   {Dependency{Dependency::Kind::kRange, parent, nullptr}}, std::nullopt),
+        parent_(std::move(parent)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+    const int64_t parents = parent_->num_partitions();
+    const int64_t n = this->num_partitions();
+    bool stopped = false;
+    for (int64_t q = parents * p / n; q < parents * (p + 1) / n && !stopped; ++q) {
+      RETURN_NOT_OK(parent_->Iterate(static_cast<int>(q), tc, [&](T&& v) {
+        stopped = !sink(std::move(v));
+        return !stopped;
+      }));
+    }
+    return Status::OK();
+  }
+
+ private:
+  const std::shared_ptr<RddNode<T>> parent_;
+};
+
+// ---- Shuffles ----------------------------------------------------------------------------
+
+// How values of a key combine: C create(V), C merge_value(C, V), C merge_combiners(C, C).
+template <typename V, typename C>
+struct Aggregator {
+  std::function<C(V)> create;
+  std::function<C(C, V)> merge_value;
+  std::function<C(C, C)> merge_combiners;
+};
+
+template <typename K, typename V, typename C>
+class ShuffleDependency final : public ShuffleDependencyBase {
+ public:
+  using PartitionFn = std::function<int(const K&)>;
+
+  // `aggregator` empty: records are moved as they are (partitionBy, repartition, sort).
+  ShuffleDependency(std::shared_ptr<RddNode<std::pair<K, V>>> parent, Partitioner partitioner,
+                    PartitionFn partition_fn, std::optional<Aggregator<V, C>> aggregator,
+                    bool map_side_combine)
+      : ShuffleDependencyBase(&parent->context(), parent, partitioner,
+                              map_side_combine && aggregator.has_value()),
+        parent_(std::move(parent)),
+        partition_fn_(std::move(partition_fn)),
+        aggregator_(std::move(aggregator)) {}
+
+  const std::optional<Aggregator<V, C>>& aggregator() const { return aggregator_; }
+
+  Status RunMapTask(int map_partition, TaskContext& tc) override {
+    auto output = std::make_shared<MapOutput>();
+    output->buckets.resize(static_cast<size_t>(num_reduce_partitions()));
+    int64_t records = 0;
+    if (map_side_combine()) {
+      const Aggregator<V, C>& agg = *aggregator_;
+      FlatMap<K, C> combined;
+      RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
+        auto it = combined.find(kv.first);
+        if (it == combined.end()) {
+          combined.emplace(std::move(kv.first), agg.create(std::move(kv.second)));
+        } else {
+          it->second = agg.merge_value(std::move(it->second), std::move(kv.second));
+        }
+        return true;
+      }));
+      for (const auto& [k, c] : combined) {
+        std::string& bucket = output->buckets[static_cast<size_t>(partition_fn_(k))];
+        Serde<K>::Write(k, &bucket);
+        Serde<C>::Write(c, &bucket);
+      }
+      records = static_cast<int64_t>(combined.size());
+    } else {
+      RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
+        std::string& bucket = output->buckets[static_cast<size_t>(partition_fn_(kv.first))];
+        Serde<K>::Write(kv.first, &bucket);
+        Serde<V>::Write(kv.second, &bucket);
+        ++records;
+        return true;
+      }));
+    }
+    for (const std::string& b : output->buckets) output->bytes += static_cast<int64_t>(b.size());
+    tc.metrics().records_out += records;
+    tc.metrics().shuffle_write_bytes += output->bytes;
+    context_->shuffle_store().Put(shuffle_id(), map_partition, std::move(output));
+    return Status::OK();
+  }
+
+ private:
+  const std::shared_ptr<RddNode<std::pair<K, V>>> parent_;
+  const PartitionFn partition_fn_;
+  const std::optional<Aggregator<V, C>> aggregator_;
+};
+
+// The reduce side of a shuffle: bucket p of every map output, merged by key when the
+// shuffle has an aggregator, streamed through as they are otherwise.
+template <typename K, typename V, typename C>
+class ShuffledNode final : public RddNode<std::pair<K, C>> {
+ public:
+  ShuffledNode(std::shared_ptr<ShuffleDependency<K, V, C>> dep, std::string name)
+      : RddNode<std::pair<K, C>>(&dep->parent()->context(), std::move(name),
+                                 dep->num_reduce_partitions(),
+                                 {Dependency{Dependency::Kind::kShuffle, dep->parent(), dep}},
+                                 dep->partitioner()),
+        dep_(std::move(dep)) {}
+
+  const std::shared_ptr<ShuffleDependency<K, V, C>>& shuffle() const { return dep_; }
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<std::pair<K, C>> sink) override {
+    if (!dep_->aggregator()) {
+      return ForEachRecord<V>(p, tc, [&](K&& k, V&& v) {
+        if constexpr (std::is_same_v<V, C>) {
+          return sink(std::pair<K, C>(std::move(k), std::move(v)));
+        } else {
+          return false;  // unreachable: shuffles without an aggregator have C == V
+        }
+      });
+    }
+    const Aggregator<V, C>& agg = *dep_->aggregator();
+    FlatMap<K, C> merged;
+    Status st;
+    if (dep_->map_side_combine()) {
+      st = ForEachRecord<C>(p, tc, [&](K&& k, C&& c) {
+        auto it = merged.find(k);
+        if (it == merged.end()) {
+          merged.emplace(std::move(k), std::move(c));
+        } else {
+          it->second = agg.merge_combiners(std::move(it->second), std::move(c));
+        }
+        return true;
+      });
+    } else {
+      st = ForEachRecord<V>(p, tc, [&](K&& k, V&& v) {
+        auto it = merged.find(k);
+        if (it == merged.end()) {
+          merged.emplace(std::move(k), agg.create(std::move(v)));
+        } else {
+          it->second = agg.merge_value(std::move(it->second), std::move(v));
+        }
+        return true;
+      });
+    }
+    RETURN_NOT_OK(st);
+    for (auto& [k, c] : merged) {
+      if (!sink(std::pair<K, C>(k, std::move(c)))) break;
+    }
+    return Status::OK();
+  }
+
+ private:
+  // Parses bucket p of every map output as (K, X) records and calls fn(k, x) on each until
+  // it returns false. A missing map output is a fetch failure.
+  template <typename X, typename Fn>
+  Status ForEachRecord(int p, TaskContext& tc, Fn&& fn) {
+    ShuffleStore& store = this->context().shuffle_store();
+    const int maps = dep_->parent()->num_partitions();
+    for (int m = 0; m < maps; ++m) {
+      std::shared_ptr<const MapOutput> output = store.Get(dep_->shuffle_id(), m);
+      if (!output) return FetchFailure(tc, dep_->shuffle_id(), m);
+      std::string_view bytes = output->buckets[static_cast<size_t>(p)];
+      tc.metrics().shuffle_read_bytes += static_cast<int64_t>(bytes.size());
+      while (!bytes.empty()) {
+        K k{};
+        X x{};
+        if (!Serde<K>::Read(&bytes, &k) || !Serde<X>::Read(&bytes, &x)) {
+          return Status::Corruption(
+              fmt::format("shuffle {} map output {} is malformed", dep_->shuffle_id(), m));
+        }
+        ++tc.metrics().records_in;
+        if (!fn(std::move(k), std::move(x))) return Status::OK();
+      }
+    }
+    return Status::OK();
+  }
+
+  const std::shared_ptr<ShuffleDependency<K, V, C>> dep_;
+};
+
+// Groups two co-partitioned pair RDDs by key: partition p of each parent holds the same keys.
+template <typename K, typename V, typename W>
+class CoGroupNode final
+    : public RddNode<std::pair<K, std::pair<std::vector<V>, std::vector<W>>>> {
+ public:
+  using Out = std::pair<K, std::pair<std::vector<V>, std::vector<W>>>;
+
+  CoGroupNode(std::shared_ptr<RddNode<std::pair<K, V>>> left,
+              std::shared_ptr<RddNode<std::pair<K, W>>> right, Partitioner partitioner)
+      : RddNode<Out>(&left->context(), "cogroup", partitioner.num_partitions,
+                     {Dependency{Dependency::Kind::kOneToOne, left, nullptr},
+                      Dependency{Dependency::Kind::kOneToOne, right, nullptr}},
+                     partitioner),
+        left_(std::move(left)),
+        right_(std::move(right)) {}
+
+ protected:
+  Status Compute(int p, TaskContext& tc, Sink<Out> sink) override {
+    FlatMap<K, std::pair<std::vector<V>, std::vector<W>>> groups;
+    RETURN_NOT_OK(left_->Iterate(p, tc, [&](std::pair<K, V>&& kv) {
+      groups[std::move(kv.first)].first.push_back(std::move(kv.second));
+      return true;
+    }));
+    RETURN_NOT_OK(right_->Iterate(p, tc, [&](std::pair<K, W>&& kw) {
+      groups[std::move(kw.first)].second.push_back(std::move(kw.second));
+      return true;
+    }));
+    for (auto& [k, g] : groups) {
+      if (!sink(Out(k, std::move(g)))) break;
+    }
+    return Status::OK();
+  }
+
+ private:
+  const std::shared_ptr<RddNode<std::pair<K, V>>> left_;
+  const std::shared_ptr<RddNode<std::pair<K, W>>> right_;
+};
+
+// ---- Text output ----------------------------------------------------------------------------
+
+// How SaveAsTextFile writes a record: strings as they are, numbers in decimal, pairs as
+// "key<TAB>value".
+template <typename T>
+void AppendText(const T& v, std::string* out) {
+  if constexpr (std::is_convertible_v<const T&, std::string_view>) {
+    out->append(std::string_view(v));
+  } else if constexpr (PairType<T>) {
+    AppendText(v.first, out);
+    out->push_back('\t');
+    AppendText(v.second, out);
+  } else {
+    fmt::format_to(std::back_inserter(*out), "{}", v);
+  }
+}
+
+}  // namespace runnel::engine
