@@ -3,12 +3,12 @@
 #include <mutex>
 #include <string>
 
-#include <boost/json.hpp>
 #include <fmt/chrono.h>
 #include <simdjson.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <boost/json.hpp>
 
 namespace runnel {
 namespace {
@@ -23,7 +23,11 @@ std::string ToValidUtf8(std::string_view in) {
   size_t i = 0;
   while (i < in.size()) {
     const auto c = static_cast<unsigned char>(in[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
     if (len != 0 && i + len <= in.size() && simdjson::validate_utf8(in.data() + i, len)) {
       out.append(in.substr(i, len));
       i += len;
@@ -38,8 +42,8 @@ std::string ToValidUtf8(std::string_view in) {
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto since_epoch = std::chrono::duration_cast<std::chrono::milliseconds>(
-        msg.time.time_since_epoch());
+    const auto since_epoch =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch());
     const std::time_t seconds = static_cast<std::time_t>(since_epoch.count() / 1000);
     boost::json::object line;
     line["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", fmt::gmtime(seconds),
@@ -72,8 +76,7 @@ Registry& GetRegistry() {
 
 std::unique_ptr<spdlog::formatter> MakeFormatter(LogFormat format) {
   if (format == LogFormat::kJson) return MakeJsonFormatter();
-  return std::make_unique<spdlog::pattern_formatter>(kTextPattern,
-                                                     spdlog::pattern_time_type::utc);
+  return std::make_unique<spdlog::pattern_formatter>(kTextPattern, spdlog::pattern_time_type::utc);
 }
 
 }  // namespace
@@ -91,8 +94,8 @@ Result<spdlog::level::level_enum> ParseLogLevel(std::string_view name) {
     if (name == std::string_view(level_name.data(), level_name.size())) return level;
   }
   if (name == "warn") return spdlog::level::warn;
-  return Status::InvalidArgument(fmt::format(
-      "unknown log level '{}' (trace|debug|info|warn|error|critical|off)", name));
+  return Status::InvalidArgument(
+      fmt::format("unknown log level '{}' (trace|debug|info|warn|error|critical|off)", name));
 }
 
 void ConfigureLogging(const LoggingOptions& options) {

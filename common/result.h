@@ -22,12 +22,13 @@ class [[nodiscard]] Result {
   // Requires !status.ok(): an OK status carries no value. An OK status is turned into an
   // Internal error rather than a Result that claims success without a value.
   Result(Status status)  // NOLINT(google-explicit-constructor): allows `return status;`
-      : repr_(status.ok() ? Status::Internal("Result built from an OK status") : std::move(status)) {}
+      : repr_(status.ok() ? Status::Internal("Result built from an OK status")
+                          : std::move(status)) {}
   Result(T value) : repr_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
   template <typename U>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, T> &&
-             !std::is_same_v<std::decay_t<U>, Status>)
-  Result(U&& value) : repr_(T(std::forward<U>(value))) {}  // NOLINT(google-explicit-constructor)
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, T> &&
+           !std::is_same_v<std::decay_t<U>, Status>) Result(U&& value)
+      : repr_(T(std::forward<U>(value))) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(repr_); }
 

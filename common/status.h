@@ -38,7 +38,9 @@ class [[nodiscard]] Status {
   Status() = default;
 
   static Status OK() { return Status(); }
-  static Status InvalidArgument(std::string_view msg) { return {StatusCode::kInvalidArgument, msg}; }
+  static Status InvalidArgument(std::string_view msg) {
+    return {StatusCode::kInvalidArgument, msg};
+  }
   static Status NotFound(std::string_view msg) { return {StatusCode::kNotFound, msg}; }
   static Status AlreadyExists(std::string_view msg) { return {StatusCode::kAlreadyExists, msg}; }
   static Status OutOfRange(std::string_view msg) { return {StatusCode::kOutOfRange, msg}; }
@@ -97,8 +99,8 @@ std::ostream& operator<<(std::ostream& os, const Status& status);
 #define RUNNEL_CONCAT(a, b) RUNNEL_CONCAT_IMPL(a, b)
 
 // Returns the status of `expr` from the enclosing function when it is not OK.
-#define RETURN_NOT_OK(expr)                              \
-  do {                                                   \
-    ::runnel::Status _runnel_status = (expr);            \
-    if (!_runnel_status.ok()) return _runnel_status;     \
+#define RETURN_NOT_OK(expr)                          \
+  do {                                               \
+    ::runnel::Status _runnel_status = (expr);        \
+    if (!_runnel_status.ok()) return _runnel_status; \
   } while (false)

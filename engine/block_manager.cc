@@ -12,10 +12,14 @@ namespace runnel::engine {
 
 std::string_view StorageLevelName(StorageLevel level) {
   switch (level) {
-    case StorageLevel::kNone: return "None";
-    case StorageLevel::kMemoryOnly: return "MemoryOnly";
-    case StorageLevel::kMemoryAndDisk: return "MemoryAndDisk";
-    case StorageLevel::kDiskOnly: return "DiskOnly";
+    case StorageLevel::kNone:
+      return "None";
+    case StorageLevel::kMemoryOnly:
+      return "MemoryOnly";
+    case StorageLevel::kMemoryAndDisk:
+      return "MemoryAndDisk";
+    case StorageLevel::kDiskOnly:
+      return "DiskOnly";
   }
   return "?";
 }

@@ -52,7 +52,7 @@ class BlockManager {
     std::shared_ptr<const void> object;  // the partition in memory
     int64_t memory_bytes = 0;            // what `object` holds
     StorageLevel level = StorageLevel::kMemoryOnly;
-    int priority = 0;                    // higher stays longer
+    int priority = 0;  // higher stays longer
     // Turns `object` into bytes, for disk levels.
     std::function<std::string(const void*)> serialize;
   };

@@ -44,8 +44,8 @@ class Rdd {
   template <typename F>
   auto Map(F f, std::string name = "map") const {
     using U = std::decay_t<std::invoke_result_t<const F&, T&&>>;
-    return Rdd<U>(std::make_shared<MapNode<T, U, F>>(node_, std::move(f), std::move(name),
-                                                     std::nullopt));
+    return Rdd<U>(
+        std::make_shared<MapNode<T, U, F>>(node_, std::move(f), std::move(name), std::nullopt));
   }
 
   // Keeps the records for which f(record) is true.
@@ -59,8 +59,8 @@ class Rdd {
   auto FlatMap(F f) const {
     using R = std::invoke_result_t<const F&, T&&>;
     using U = std::decay_t<std::ranges::range_value_t<std::remove_reference_t<R>>>;
-    return Rdd<U>(std::make_shared<FlatMapNode<T, U, F>>(node_, std::move(f), "flatMap",
-                                                         std::nullopt));
+    return Rdd<U>(
+        std::make_shared<FlatMapNode<T, U, F>>(node_, std::move(f), "flatMap", std::nullopt));
   }
 
   // f(std::vector<T> partition) -> std::vector<U>: one call per partition.
@@ -175,30 +175,29 @@ class Rdd {
 
   // Folds the values of each key into `zero` with seq(U, V), merging partials with comb(U, U).
   template <typename U, typename Seq, typename Comb>
-  auto AggregateByKey(U zero, Seq seq, Comb comb, int partitions = 0) const
-      requires PairType<T> {
+  auto AggregateByKey(U zero, Seq seq, Comb comb, int partitions = 0) const requires PairType<T> {
     using V = typename PairTraits<T>::Value;
     std::function<U(U, V)> merge_value = std::move(seq);
     return CombineByKey<U>([zero, merge_value](V v) { return merge_value(zero, std::move(v)); },
-                           merge_value, std::function<U(U, U)>(std::move(comb)), partitions,
-                           true, "aggregateByKey");
+                           merge_value, std::function<U(U, U)>(std::move(comb)), partitions, true,
+                           "aggregateByKey");
   }
 
   // All values of each key (no map-side combine: it would not shrink anything).
   auto GroupByKey(int partitions = 0) const requires PairType<T> {
     using V = typename PairTraits<T>::Value;
     using C = std::vector<V>;
-    return CombineByKey<C>(
-        [](V v) { return C{std::move(v)}; },
-        [](C c, V v) {
-          c.push_back(std::move(v));
-          return c;
-        },
-        [](C a, C b) {
-          a.insert(a.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
-          return a;
-        },
-        partitions, /*map_side_combine=*/false, "groupByKey");
+    return CombineByKey<C>([](V v) { return C{std::move(v)}; },
+                           [](C c, V v) {
+                             c.push_back(std::move(v));
+                             return c;
+                           },
+                           [](C a, C b) {
+                             a.insert(a.end(), std::make_move_iterator(b.begin()),
+                                      std::make_move_iterator(b.end()));
+                             return a;
+                           },
+                           partitions, /*map_side_combine=*/false, "groupByKey");
   }
 
   // Hash-partitions by key into `partitions`; a no-op when already partitioned that way.
@@ -232,8 +231,8 @@ class Rdd {
 
   // Inner join: (k, (v, w)) for every pair of values of a key present in both.
   template <typename W>
-  auto Join(const Rdd<std::pair<typename PairTraits<T>::Key, W>>& other, int partitions = 0) const
-      requires PairType<T> {
+  auto Join(const Rdd<std::pair<typename PairTraits<T>::Key, W>>& other,
+            int partitions = 0) const requires PairType<T> {
     using K = typename PairTraits<T>::Key;
     using V = typename PairTraits<T>::Value;
     using Out = std::pair<K, std::pair<V, W>>;
@@ -258,8 +257,8 @@ class Rdd {
     const int n = partitions > 0 ? partitions : num_partitions();
     ASSIGN_OR_RETURN(std::vector<K> bounds, RangeBounds(n));
     auto partition_fn = [bounds = std::move(bounds), ascending, n](const K& k) {
-      const int i = static_cast<int>(std::upper_bound(bounds.begin(), bounds.end(), k) -
-                                     bounds.begin());
+      const int i =
+          static_cast<int>(std::upper_bound(bounds.begin(), bounds.end(), k) - bounds.begin());
       return ascending ? i : n - 1 - i;
     };
     static std::atomic<int64_t> next_range_id{1};
@@ -481,10 +480,11 @@ class Rdd {
     return all;
   }
 
-  static std::vector<T> Concat(std::vector<std::vector<T>>&& parts) {
+  template <typename U>
+  static std::vector<U> Concat(std::vector<std::vector<U>>&& parts) {
     size_t total = 0;
     for (const auto& p : parts) total += p.size();
-    std::vector<T> out;
+    std::vector<U> out;
     out.reserve(total);
     for (auto& p : parts) std::move(p.begin(), p.end(), std::back_inserter(out));
     return out;
@@ -508,13 +508,12 @@ class Rdd {
 
   // A shuffle that moves records as they are, placed by `partition_fn`.
   template <typename PartitionFn>
-  Rdd<T> Shuffle(Partitioner partitioner, PartitionFn partition_fn, std::string name) const
-      requires PairType<T> {
+  Rdd<T> Shuffle(Partitioner partitioner, PartitionFn partition_fn,
+                 std::string name) const requires PairType<T> {
     using K = typename PairTraits<T>::Key;
     using V = typename PairTraits<T>::Value;
-    auto dep = std::make_shared<ShuffleDependency<K, V, V>>(node_, partitioner,
-                                                             std::move(partition_fn),
-                                                             std::nullopt, false);
+    auto dep = std::make_shared<ShuffleDependency<K, V, V>>(
+        node_, partitioner, std::move(partition_fn), std::nullopt, false);
     return Rdd<T>(std::make_shared<ShuffledNode<K, V, V>>(std::move(dep), std::move(name)));
   }
 
@@ -564,8 +563,8 @@ Rdd<T> Context::Parallelize(std::vector<T> data, int num_slices) {
 template <typename T>
 Rdd<T> FromSource(Context& ctx, std::string name, int partitions,
                   typename SourceNode<T>::ComputeFn compute) {
-  return Rdd<T>(std::make_shared<SourceNode<T>>(&ctx, std::move(name), partitions,
-                                                std::move(compute)));
+  return Rdd<T>(
+      std::make_shared<SourceNode<T>>(&ctx, std::move(name), partitions, std::move(compute)));
 }
 
 }  // namespace runnel::engine

@@ -67,10 +67,10 @@ class RddNodeBase {
   const std::optional<Partitioner> partitioner_;
 
   mutable std::mutex mu_;
-  std::vector<Dependency> dependencies_;          // guarded by mu_
+  std::vector<Dependency> dependencies_;              // guarded by mu_
   StorageLevel storage_level_ = StorageLevel::kNone;  // guarded by mu_
-  int storage_priority_ = 0;                      // guarded by mu_
-  std::vector<std::string> checkpoint_files_;     // guarded by mu_
+  int storage_priority_ = 0;                          // guarded by mu_
+  std::vector<std::string> checkpoint_files_;         // guarded by mu_
 };
 
 // Spark-style lineage text, one line per RDD, parents indented below their child; a "+-"

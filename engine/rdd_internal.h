@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include <boost/unordered/unordered_flat_map.hpp>
 #include <fmt/format.h>
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "common/file_util.h"
 #include "engine/context.h"
@@ -125,8 +125,8 @@ class RddNode : public RddNodeBase {
         }
         std::vector<T> values;
         if (!DeserializeAll(found->bytes, &values)) {
-          return Status::Corruption(fmt::format("block rdd {} partition {} is malformed",
-                                                id.rdd_id, id.partition));
+          return Status::Corruption(
+              fmt::format("block rdd {} partition {} is malformed", id.rdd_id, id.partition));
         }
         return EmitMoved(values, tc, sink);
       }
@@ -206,8 +206,8 @@ class MapNode final : public RddNode<U> {
  public:
   MapNode(std::shared_ptr<RddNode<T>> parent, F f, std::string name,
           std::optional<Partitioner> partitioner)
-      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(),
-                   OneToOne(parent), partitioner),
+      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(), OneToOne(parent),
+                   partitioner),
         parent_(std::move(parent)),
         f_(std::move(f)) {}
 
@@ -249,8 +249,8 @@ class FlatMapNode final : public RddNode<U> {
  public:
   FlatMapNode(std::shared_ptr<RddNode<T>> parent, F f, std::string name,
               std::optional<Partitioner> partitioner)
-      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(),
-                   OneToOne(parent), partitioner),
+      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(), OneToOne(parent),
+                   partitioner),
         parent_(std::move(parent)),
         f_(std::move(f)) {}
 
@@ -276,8 +276,8 @@ class MapPartitionsNode final : public RddNode<U> {
  public:
   MapPartitionsNode(std::shared_ptr<RddNode<T>> parent, F f, std::string name,
                     std::optional<Partitioner> partitioner)
-      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(),
-                   OneToOne(parent), partitioner),
+      : RddNode<U>(&parent->context(), std::move(name), parent->num_partitions(), OneToOne(parent),
+                   partitioner),
         parent_(std::move(parent)),
         f_(std::move(f)) {}
 
@@ -437,10 +437,9 @@ template <typename K, typename V, typename C>
 class ShuffledNode final : public RddNode<std::pair<K, C>> {
  public:
   ShuffledNode(std::shared_ptr<ShuffleDependency<K, V, C>> dep, std::string name)
-      : RddNode<std::pair<K, C>>(&dep->parent()->context(), std::move(name),
-                                 dep->num_reduce_partitions(),
-                                 {Dependency{Dependency::Kind::kShuffle, dep->parent(), dep}},
-                                 dep->partitioner()),
+      : RddNode<std::pair<K, C>>(
+            &dep->parent()->context(), std::move(name), dep->num_reduce_partitions(),
+            {Dependency{Dependency::Kind::kShuffle, dep->parent(), dep}}, dep->partitioner()),
         dep_(std::move(dep)) {}
 
   const std::shared_ptr<ShuffleDependency<K, V, C>>& shuffle() const { return dep_; }
@@ -518,8 +517,7 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
 
 // Groups two co-partitioned pair RDDs by key: partition p of each parent holds the same keys.
 template <typename K, typename V, typename W>
-class CoGroupNode final
-    : public RddNode<std::pair<K, std::pair<std::vector<V>, std::vector<W>>>> {
+class CoGroupNode final : public RddNode<std::pair<K, std::pair<std::vector<V>, std::vector<W>>>> {
  public:
   using Out = std::pair<K, std::pair<std::vector<V>, std::vector<W>>>;
 

@@ -81,9 +81,9 @@ Result<JobMetrics> DagScheduler::RunJob(const RddNodeBase& rdd, const std::vecto
   std::vector<int> pending = partitions;
   for (int stage_attempt = 0; !pending.empty(); ++stage_attempt) {
     if (stage_attempt == kMaxStageAttempts) {
-      return Status::Unavailable(fmt::format(
-          "job {}: shuffle outputs kept going missing after {} stage attempts", job.job_id,
-          kMaxStageAttempts));
+      return Status::Unavailable(
+          fmt::format("job {}: shuffle outputs kept going missing after {} stage attempts",
+                      job.job_id, kMaxStageAttempts));
     }
     RETURN_NOT_OK(EnsureParents(rdd, &job));
     std::vector<int> fetch_failed;
@@ -155,8 +155,8 @@ Status DagScheduler::RunStage(const RddNodeBase& rdd, bool shuffle_map,
           return;
         }
         ++stage.failed_attempts;
-        Logger("engine")->warn("stage {} task {} attempt {} failed: {}", stage.stage_id,
-                               partition, attempt, st.ToString());
+        Logger("engine")->warn("stage {} task {} attempt {} failed: {}", stage.stage_id, partition,
+                               attempt, st.ToString());
         if (attempt + 1 == max_task_attempts_ && first_error.ok()) {
           first_error = st.WithContext(fmt::format("stage {} task {} failed {} times",
                                                    stage.stage_id, partition, max_task_attempts_));

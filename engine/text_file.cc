@@ -54,8 +54,8 @@ class TextFileNode final : public RddNode<std::string> {
         const int64_t line_start = pos + static_cast<int64_t>(i);
         if (!skipping && line.empty() && line_start >= split.end) return Status::OK();
         const void* nl = std::memchr(data + i, '\n', static_cast<size_t>(n) - i);
-        const size_t stop = nl ? static_cast<size_t>(static_cast<const char*>(nl) - data)
-                               : static_cast<size_t>(n);
+        const size_t stop =
+            nl ? static_cast<size_t>(static_cast<const char*>(nl) - data) : static_cast<size_t>(n);
         if (!skipping) line.append(data + i, stop - i);
         i = stop;
         if (nl) {

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "common/build_info.h"
 #include "common/logging.h"
@@ -79,8 +79,9 @@ int RunCli(int argc, char** argv) {
   broker->callback([&] { action = [] { return NotImplemented("broker"); }; });
 
   auto* gen = app.add_subcommand("gen", "Generate the seed click workload");
-  gen->add_option("--events", opts.events, "Number of events")->required()->check(
-      CLI::NonNegativeNumber);
+  gen->add_option("--events", opts.events, "Number of events")
+      ->required()
+      ->check(CLI::NonNegativeNumber);
   gen->add_option("--seed", opts.seed, "Random seed");
   auto* out = gen->add_option("--out", opts.out_path, "Write JSON lines to FILE");
   auto* bootstrap = gen->add_option("--bootstrap", opts.bootstrap, "Kafka bootstrap servers");
@@ -94,7 +95,9 @@ int RunCli(int argc, char** argv) {
     auto* sub = checkpoint->add_subcommand(verb, std::string(verb) + " checkpoints");
     sub->add_option("--state-dir", opts.state_dir, "The service's state_dir")->required();
     sub->add_flag("--json", opts.json, "Print JSON instead of text");
-    sub->callback([&, verb] { action = [verb] { return NotImplemented(fmt::format("checkpoint {}", verb)); }; });
+    sub->callback([&, verb] {
+      action = [verb] { return NotImplemented(fmt::format("checkpoint {}", verb)); };
+    });
   }
 
   try {
