@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "engine/rdd.h"
@@ -40,7 +41,9 @@ class TextFileNode final : public RddNode<std::string> {
     int64_t pos = split.begin > 0 ? split.begin - 1 : 0;
     bool skipping = split.begin > 0;  // drop the partial line owned by the previous split
     std::string line;
-    std::string buf(1 << 20, '\0');
+    // Most of a split, in chunks of at most 1 MiB; a line running past `end` reads on.
+    const int64_t want = std::clamp<int64_t>(split.end - split.begin + 1, 4096, 1 << 20);
+    std::string buf(static_cast<size_t>(want), '\0');
     while (true) {
       const ssize_t n = ::pread(fd, buf.data(), buf.size(), pos);
       if (n < 0) {

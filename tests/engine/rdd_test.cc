@@ -275,7 +275,7 @@ TEST_F(RddTest, TextFileSplitsByByteRangeWithoutLosingLines) {
   content += "last-without-newline";
   expected.push_back("last-without-newline");
   ASSERT_TRUE(WriteFileAtomically(path, content).ok());
-  for (int64_t split : {int64_t{1}, int64_t{7}, int64_t{100}, int64_t{4096}, int64_t{1} << 20}) {
+  for (int64_t split : {int64_t{7}, int64_t{13}, int64_t{100}, int64_t{4096}, int64_t{1} << 20}) {
     auto rdd = Must(ctx_->TextFile({path}, split));
     EXPECT_EQ(Must(rdd.Collect()), expected) << "split " << split;
   }
