@@ -55,6 +55,9 @@ class Context {
   // The elements of `data`, split into `num_slices` contiguous partitions (0: default).
   template <typename T>
   Rdd<T> Parallelize(std::vector<T> data, int num_slices = 0);
+  // The same over data the caller shares (no copy); it must not change while RDDs use it.
+  template <typename T>
+  Rdd<T> Parallelize(std::shared_ptr<const std::vector<T>> data, int num_slices = 0);
   // Lines of text files (without the newline). A file smaller than `split_bytes` is one
   // partition; a larger one is cut into byte ranges, each line read by the range it starts in.
   Result<Rdd<std::string>> TextFile(const std::vector<std::string>& paths,

@@ -10,6 +10,8 @@
 #include <type_traits>
 #include <utility>
 
+// Header-only XXH3, so hashing inlines into the hot loops that call it.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 namespace runnel::engine {

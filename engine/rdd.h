@@ -148,38 +148,35 @@ class Rdd {
   }
 
   // Spark's combineByKey: C create(V), C merge_value(C, V), C merge_combiners(C, C).
-  template <typename C>
+  template <typename C, typename Create, typename MergeValue, typename MergeCombiners>
   Rdd<std::pair<typename PairTraits<T>::Key, C>> CombineByKey(
-      std::function<C(typename PairTraits<T>::Value)> create,
-      std::function<C(C, typename PairTraits<T>::Value)> merge_value,
-      std::function<C(C, C)> merge_combiners, int partitions = 0, bool map_side_combine = true,
-      std::string name = "combineByKey") const requires PairType<T> {
+      Create create, MergeValue merge_value, MergeCombiners merge_combiners, int partitions = 0,
+      bool map_side_combine = true, std::string name = "combineByKey") const requires PairType<T> {
     using K = typename PairTraits<T>::Key;
     using V = typename PairTraits<T>::Value;
+    using Agg = Aggregator<V, C, Create, MergeValue, MergeCombiners>;
     const Partitioner partitioner = HashPartitioner(partitions);
-    auto dep = std::make_shared<ShuffleDependency<K, V, C>>(
+    auto dep = std::make_shared<ShuffleDependency<K, V, C, Agg>>(
         node_, partitioner, HashPartitionFn<K>(partitioner.num_partitions),
-        Aggregator<V, C>{std::move(create), std::move(merge_value), std::move(merge_combiners)},
+        Agg{std::move(create), std::move(merge_value), std::move(merge_combiners)},
         map_side_combine);
     return Rdd<std::pair<K, C>>(
-        std::make_shared<ShuffledNode<K, V, C>>(std::move(dep), std::move(name)));
+        std::make_shared<ShuffledNode<K, V, C, Agg>>(std::move(dep), std::move(name)));
   }
 
   // Merges the values of each key with an associative f(V, V) -> V, combining map-side.
   template <typename F>
   auto ReduceByKey(F f, int partitions = 0) const requires PairType<T> {
     using V = typename PairTraits<T>::Value;
-    std::function<V(V, V)> merge = std::move(f);
-    return CombineByKey<V>([](V v) { return v; }, merge, merge, partitions, true, "reduceByKey");
+    return CombineByKey<V>([](V v) { return v; }, f, f, partitions, true, "reduceByKey");
   }
 
   // Folds the values of each key into `zero` with seq(U, V), merging partials with comb(U, U).
   template <typename U, typename Seq, typename Comb>
   auto AggregateByKey(U zero, Seq seq, Comb comb, int partitions = 0) const requires PairType<T> {
     using V = typename PairTraits<T>::Value;
-    std::function<U(U, V)> merge_value = std::move(seq);
-    return CombineByKey<U>([zero, merge_value](V v) { return merge_value(zero, std::move(v)); },
-                           merge_value, std::function<U(U, U)>(std::move(comb)), partitions, true,
+    auto create = [zero, seq](V v) { return seq(zero, std::move(v)); };
+    return CombineByKey<U>(std::move(create), std::move(seq), std::move(comb), partitions, true,
                            "aggregateByKey");
   }
 
@@ -512,9 +509,10 @@ class Rdd {
                  std::string name) const requires PairType<T> {
     using K = typename PairTraits<T>::Key;
     using V = typename PairTraits<T>::Value;
-    auto dep = std::make_shared<ShuffleDependency<K, V, V>>(
+    auto dep = std::make_shared<ShuffleDependency<K, V, V, NoAggregator<V>>>(
         node_, partitioner, std::move(partition_fn), std::nullopt, false);
-    return Rdd<T>(std::make_shared<ShuffledNode<K, V, V>>(std::move(dep), std::move(name)));
+    return Rdd<T>(
+        std::make_shared<ShuffledNode<K, V, V, NoAggregator<V>>>(std::move(dep), std::move(name)));
   }
 
   // n - 1 split points for a range partitioner, from a reservoir sample of each partition.
@@ -553,9 +551,13 @@ class Rdd {
 
 template <typename T>
 Rdd<T> Context::Parallelize(std::vector<T> data, int num_slices) {
+  return Parallelize(std::make_shared<const std::vector<T>>(std::move(data)), num_slices);
+}
+
+template <typename T>
+Rdd<T> Context::Parallelize(std::shared_ptr<const std::vector<T>> data, int num_slices) {
   const int slices = num_slices > 0 ? num_slices : default_parallelism();
-  return Rdd<T>(std::make_shared<ParallelizeNode<T>>(
-      this, std::make_shared<const std::vector<T>>(std::move(data)), slices));
+  return Rdd<T>(std::make_shared<ParallelizeNode<T>>(this, std::move(data), slices));
 }
 
 // An RDD whose partitions come from `compute(partition, tc, sink)`: the hook for sources

@@ -363,36 +363,46 @@ class CoalesceNode final : public RddNode<T> {
 // ---- Shuffles ----------------------------------------------------------------------------
 
 // How values of a key combine: C create(V), C merge_value(C, V), C merge_combiners(C, C).
-template <typename V, typename C>
+// The three are template parameters so the per-record calls inline into the shuffle loops.
+template <typename V, typename C, typename Create, typename MergeValue, typename MergeCombiners>
 struct Aggregator {
-  std::function<C(V)> create;
-  std::function<C(C, V)> merge_value;
-  std::function<C(C, C)> merge_combiners;
+  Create create;
+  MergeValue merge_value;
+  MergeCombiners merge_combiners;
 };
 
-template <typename K, typename V, typename C>
+// The aggregator of shuffles that move records as they are (partitionBy, repartition, sort).
+// Never called (such shuffles have no aggregator); it only makes the types complete.
+template <typename V>
+struct KeepFirst {
+  V operator()(V v) const { return v; }
+  V operator()(V a, V) const { return a; }
+};
+template <typename V>
+using NoAggregator = Aggregator<V, V, KeepFirst<V>, KeepFirst<V>, KeepFirst<V>>;
+
+template <typename K, typename V, typename C, typename Agg>
 class ShuffleDependency final : public ShuffleDependencyBase {
  public:
   using PartitionFn = std::function<int(const K&)>;
 
   // `aggregator` empty: records are moved as they are (partitionBy, repartition, sort).
   ShuffleDependency(std::shared_ptr<RddNode<std::pair<K, V>>> parent, Partitioner partitioner,
-                    PartitionFn partition_fn, std::optional<Aggregator<V, C>> aggregator,
-                    bool map_side_combine)
+                    PartitionFn partition_fn, std::optional<Agg> aggregator, bool map_side_combine)
       : ShuffleDependencyBase(&parent->context(), parent, partitioner,
                               map_side_combine && aggregator.has_value()),
         parent_(std::move(parent)),
         partition_fn_(std::move(partition_fn)),
         aggregator_(std::move(aggregator)) {}
 
-  const std::optional<Aggregator<V, C>>& aggregator() const { return aggregator_; }
+  const std::optional<Agg>& aggregator() const { return aggregator_; }
 
   Status RunMapTask(int map_partition, TaskContext& tc) override {
     auto output = std::make_shared<MapOutput>();
     output->buckets.resize(static_cast<size_t>(num_reduce_partitions()));
     int64_t records = 0;
     if (map_side_combine()) {
-      const Aggregator<V, C>& agg = *aggregator_;
+      const Agg& agg = *aggregator_;
       FlatMap<K, C> combined;
       RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
         auto it = combined.find(kv.first);
@@ -428,21 +438,21 @@ class ShuffleDependency final : public ShuffleDependencyBase {
  private:
   const std::shared_ptr<RddNode<std::pair<K, V>>> parent_;
   const PartitionFn partition_fn_;
-  const std::optional<Aggregator<V, C>> aggregator_;
+  const std::optional<Agg> aggregator_;
 };
 
 // The reduce side of a shuffle: bucket p of every map output, merged by key when the
 // shuffle has an aggregator, streamed through as they are otherwise.
-template <typename K, typename V, typename C>
+template <typename K, typename V, typename C, typename Agg>
 class ShuffledNode final : public RddNode<std::pair<K, C>> {
  public:
-  ShuffledNode(std::shared_ptr<ShuffleDependency<K, V, C>> dep, std::string name)
+  ShuffledNode(std::shared_ptr<ShuffleDependency<K, V, C, Agg>> dep, std::string name)
       : RddNode<std::pair<K, C>>(
             &dep->parent()->context(), std::move(name), dep->num_reduce_partitions(),
             {Dependency{Dependency::Kind::kShuffle, dep->parent(), dep}}, dep->partitioner()),
         dep_(std::move(dep)) {}
 
-  const std::shared_ptr<ShuffleDependency<K, V, C>>& shuffle() const { return dep_; }
+  const std::shared_ptr<ShuffleDependency<K, V, C, Agg>>& shuffle() const { return dep_; }
 
  protected:
   Status Compute(int p, TaskContext& tc, Sink<std::pair<K, C>> sink) override {
@@ -455,7 +465,7 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
         }
       });
     }
-    const Aggregator<V, C>& agg = *dep_->aggregator();
+    const Agg& agg = *dep_->aggregator();
     FlatMap<K, C> merged;
     Status st;
     if (dep_->map_side_combine()) {
@@ -512,7 +522,7 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
     return Status::OK();
   }
 
-  const std::shared_ptr<ShuffleDependency<K, V, C>> dep_;
+  const std::shared_ptr<ShuffleDependency<K, V, C, Agg>> dep_;
 };
 
 // Groups two co-partitioned pair RDDs by key: partition p of each parent holds the same keys.

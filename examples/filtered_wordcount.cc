@@ -13,7 +13,8 @@ Status FilteredWordCount(const std::string& input, const std::string& stopwords_
   ASSIGN_OR_RETURN(auto ctx, MakeExampleContext());
   ASSIGN_OR_RETURN(std::string stop_text, ReadFile(stopwords_path));
   auto stop_list = SplitWords(stop_text);
-  auto stop = ctx->MakeBroadcast(std::unordered_set<std::string>(stop_list.begin(), stop_list.end()));
+  auto stop =
+      ctx->MakeBroadcast(std::unordered_set<std::string>(stop_list.begin(), stop_list.end()));
   ASSIGN_OR_RETURN(auto lines, ctx->TextFile({input}));
   auto counts = lines.FlatMap(SplitWords)
                     .Filter([stop](const std::string& w) { return !stop.value().contains(w); })
