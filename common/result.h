@@ -69,5 +69,6 @@ class [[nodiscard]] Result {
 
 // `lhs = value of rexpr`, or returns its status from the enclosing function.
 // `lhs` may declare a variable: ASSIGN_OR_RETURN(auto db, Db::Open(options));
+// It expands to several statements: put it in braces under an `if`.
 #define ASSIGN_OR_RETURN(lhs, rexpr) \
   RUNNEL_ASSIGN_OR_RETURN_IMPL(RUNNEL_CONCAT(_runnel_result_, __LINE__), lhs, rexpr)

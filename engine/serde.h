@@ -120,6 +120,18 @@ struct Serde<std::pair<A, B>> {
   }
 };
 
+// The elements of a map, as they are iterated: written like std::pair<A, B>.
+template <typename A, typename B>
+struct Serde<std::pair<const A, B>> {
+  static void Write(const std::pair<const A, B>& v, std::string* out) {
+    Serde<A>::Write(v.first, out);
+    Serde<B>::Write(v.second, out);
+  }
+  static size_t MemorySize(const std::pair<const A, B>& v) {
+    return Serde<A>::MemorySize(v.first) + Serde<B>::MemorySize(v.second);
+  }
+};
+
 template <typename T>
 struct Serde<std::vector<T>> {
   static void Write(const std::vector<T>& v, std::string* out) {

@@ -1,0 +1,221 @@
+#include "streaming/aggregates.h"
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "engine/hash.h"
+
+namespace runnel::streaming {
+namespace {
+
+using Kind = AggregateSpec::Kind;
+constexpr uint8_t kRowFormatVersion = 1;
+
+// Sparse HLL: exact hashes until this many, then 2^p registers.
+size_t SparseLimit(int precision) { return (size_t{1} << precision) / 8; }
+
+void InsertHash(uint64_t h, std::vector<uint64_t>* hashes) {
+  auto it = std::lower_bound(hashes->begin(), hashes->end(), h);
+  if (it == hashes->end() || *it != h) hashes->insert(it, h);
+}
+
+void UnionInto(const std::vector<uint64_t>& from, std::vector<uint64_t>* into) {
+  if (from.empty()) return;
+  std::vector<uint64_t> merged;
+  merged.reserve(from.size() + into->size());
+  std::set_union(into->begin(), into->end(), from.begin(), from.end(), std::back_inserter(merged));
+  into->swap(merged);
+}
+
+void AddToRegisters(uint64_t h, int p, std::vector<uint8_t>* registers) {
+  const uint64_t index = h >> (64 - p);
+  const uint64_t rest = (h << p) | (uint64_t{1} << (p - 1));  // guard bit bounds the rank
+  const auto rank = static_cast<uint8_t>(std::countl_zero(rest) + 1);
+  (*registers)[index] = std::max((*registers)[index], rank);
+}
+
+void Densify(int p, AggCell* cell) {
+  if (!cell->registers.empty()) return;
+  cell->registers.assign(size_t{1} << p, 0);
+  for (uint64_t h : cell->hashes) AddToRegisters(h, p, &cell->registers);
+  cell->hashes.clear();
+  cell->hashes.shrink_to_fit();
+}
+
+double HllEstimate(int p, const std::vector<uint8_t>& registers) {
+  const double m = static_cast<double>(registers.size());
+  double sum = 0;
+  int zeros = 0;
+  for (uint8_t r : registers) {
+    sum += std::ldexp(1.0, -r);
+    zeros += r == 0;
+  }
+  const double alpha = p == 4 ? 0.673 : p == 5 ? 0.697 : p == 6 ? 0.709 : 0.7213 / (1 + 1.079 / m);
+  double estimate = alpha * m * m / sum;
+  if (estimate <= 2.5 * m && zeros > 0) estimate = m * std::log(m / zeros);  // linear counting
+  return estimate;
+}
+
+void CapTopK(int top_k, std::map<std::string, int64_t>* values) {
+  if (top_k <= 0 || static_cast<int>(values->size()) <= top_k + 1) return;
+  int64_t other = 0;
+  if (auto it = values->find("__other__"); it != values->end()) {
+    other = it->second;
+    values->erase(it);
+  }
+  std::vector<std::pair<std::string, int64_t>> sorted(values->begin(), values->end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  values->clear();
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (static_cast<int>(i) < top_k) {
+      values->insert(sorted[i]);
+    } else {
+      other += sorted[i].second;
+    }
+  }
+  (*values)["__other__"] = other;
+}
+
+}  // namespace
+
+Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell) {
+  switch (spec.kind) {
+    case Kind::kCount:
+      ++cell->count;
+      return Status::OK();
+    case Kind::kCountDistinct:
+      InsertHash(engine::KeyHash<std::string>()(value), &cell->hashes);
+      return Status::OK();
+    case Kind::kApproxDistinct: {
+      const uint64_t h = engine::KeyHash<std::string>()(value);
+      if (cell->registers.empty()) {
+        InsertHash(h, &cell->hashes);
+        if (cell->hashes.size() > SparseLimit(spec.hll_precision))
+          Densify(spec.hll_precision, cell);
+      } else {
+        AddToRegisters(h, spec.hll_precision, &cell->registers);
+      }
+      return Status::OK();
+    }
+    case Kind::kCountValues:
+      ++cell->values[std::string(value)];
+      CapTopK(spec.top_k, &cell->values);
+      return Status::OK();
+    case Kind::kSum:
+    case Kind::kMin:
+    case Kind::kMax: {
+      double d = 0;
+      auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
+      if (ec != std::errc() || end != value.data() + value.size() || !std::isfinite(d)) {
+        return Status::InvalidArgument(fmt::format("field {} is not a number", spec.field));
+      }
+      AggCell one;
+      one.number = d;
+      one.has_number = true;
+      Merge(spec, one, cell);
+      return Status::OK();
+    }
+  }
+  return Status::Internal("unknown aggregate kind");
+}
+
+void Merge(const AggregateSpec& spec, const AggCell& from, AggCell* into) {
+  switch (spec.kind) {
+    case Kind::kCount:
+      into->count += from.count;
+      return;
+    case Kind::kCountDistinct:
+      UnionInto(from.hashes, &into->hashes);
+      return;
+    case Kind::kApproxDistinct: {
+      const int p = spec.hll_precision;
+      if (from.registers.empty() && into->registers.empty()) {
+        UnionInto(from.hashes, &into->hashes);
+        if (into->hashes.size() > SparseLimit(p)) Densify(p, into);
+        return;
+      }
+      Densify(p, into);
+      for (uint64_t h : from.hashes) AddToRegisters(h, p, &into->registers);
+      for (size_t i = 0; i < from.registers.size(); ++i) {
+        into->registers[i] = std::max(into->registers[i], from.registers[i]);
+      }
+      return;
+    }
+    case Kind::kCountValues:
+      for (const auto& [v, n] : from.values) into->values[v] += n;
+      CapTopK(spec.top_k, &into->values);
+      return;
+    case Kind::kSum:
+      into->number += from.number;
+      into->has_number = into->has_number || from.has_number;
+      return;
+    case Kind::kMin:
+    case Kind::kMax:
+      if (!from.has_number) return;
+      if (!into->has_number ||
+          (spec.kind == Kind::kMin ? from.number < into->number : from.number > into->number)) {
+        into->number = from.number;
+      }
+      into->has_number = true;
+      return;
+  }
+}
+
+void MergeRow(const std::vector<AggregateSpec>& specs, const AggRow& from, AggRow* into) {
+  if (into->empty()) into->resize(specs.size());
+  for (size_t i = 0; i < specs.size() && i < from.size(); ++i)
+    Merge(specs[i], from[i], &(*into)[i]);
+}
+
+double ScalarValue(const AggregateSpec& spec, const AggCell& cell) {
+  switch (spec.kind) {
+    case Kind::kCount:
+      return static_cast<double>(cell.count);
+    case Kind::kCountDistinct:
+      return static_cast<double>(cell.hashes.size());
+    case Kind::kApproxDistinct:
+      return cell.registers.empty() ? static_cast<double>(cell.hashes.size())
+                                    : std::round(HllEstimate(spec.hll_precision, cell.registers));
+    case Kind::kCountValues: {
+      int64_t total = 0;
+      for (const auto& [v, n] : cell.values) total += n;
+      return static_cast<double>(total);
+    }
+    case Kind::kSum:
+    case Kind::kMin:
+    case Kind::kMax:
+      return cell.number;
+  }
+  return 0;
+}
+
+double StandardError(const AggregateSpec& spec, const AggCell& cell) {
+  if (spec.kind != Kind::kApproxDistinct || cell.registers.empty()) return 0;
+  return 1.04 / std::sqrt(static_cast<double>(size_t{1} << spec.hll_precision));
+}
+
+std::string EncodeRow(const AggRow& row) {
+  std::string out(1, static_cast<char>(kRowFormatVersion));
+  engine::Serde<AggRow>::Write(row, &out);
+  return out;
+}
+
+Result<AggRow> DecodeRow(std::string_view bytes) {
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kRowFormatVersion) {
+    return Status::Corruption("aggregate row: unknown format version");
+  }
+  bytes.remove_prefix(1);
+  AggRow row;
+  if (!engine::Serde<AggRow>::Read(&bytes, &row) || !bytes.empty()) {
+    return Status::Corruption("aggregate row: malformed");
+  }
+  return row;
+}
+
+}  // namespace runnel::streaming

@@ -1,0 +1,96 @@
+// Partial aggregates of the flagship query: what one batch contributes to a (group, window)
+// key, mergeable with what state already holds. Every kind merges associatively and
+// commutatively, so map-side combine, the reduce side and state all use the same Merge.
+//
+//   count            records
+//   count_distinct   exact: the set of 64-bit XXH3 hashes of the field's values (collision
+//                    odds for n distinct values about n^2 / 2^65: 3e-8 at a million)
+//   approx_distinct  HyperLogLog with 2^p registers (p = 4..18), exact hashes while small
+//                    (sparse), standard error 1.04 / sqrt(2^p)
+//   count_values     value -> count, optionally capped to the top_k values (rest: "__other__")
+//   sum, min, max    of a numeric field
+//
+// Thread safety: plain values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/serde.h"
+
+namespace runnel::streaming {
+
+struct AggregateSpec {
+  enum class Kind { kCount, kCountDistinct, kApproxDistinct, kCountValues, kSum, kMin, kMax };
+  std::string name;  // output name, e.g. "page_views"
+  Kind kind = Kind::kCount;
+  std::string field;  // input field (empty for count)
+  int hll_precision = 14;
+  int top_k = 0;  // count_values: 0 keeps every value
+
+  // Map aggregates (count_values) go at the top level of output records; the others under
+  // "metrics".
+  bool is_map() const { return kind == Kind::kCountValues; }
+};
+
+// One aggregate's partial value. Which members are used depends on the spec's kind.
+struct AggCell {
+  int64_t count = 0;                      // count
+  double number = 0;                      // sum / min / max
+  bool has_number = false;                // min / max: whether `number` holds a value
+  std::vector<uint64_t> hashes;           // distinct (exact, or HLL while sparse): sorted, unique
+  std::vector<uint8_t> registers;         // HLL once dense: 2^p registers
+  std::map<std::string, int64_t> values;  // count_values
+
+  bool operator==(const AggCell&) const = default;
+};
+
+// The cells of one key, one per aggregate of the query, in the spec order.
+using AggRow = std::vector<AggCell>;
+
+// The contribution of one record with the given field value (numeric fields as text).
+// `value` is ignored for count. Errors when a numeric field does not parse.
+Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell);
+
+// Merges `from` into `into` (same spec).
+void Merge(const AggregateSpec& spec, const AggCell& from, AggCell* into);
+void MergeRow(const std::vector<AggregateSpec>& specs, const AggRow& from, AggRow* into);
+
+// The aggregate's current value: a count, a distinct estimate, a number.
+double ScalarValue(const AggregateSpec& spec, const AggCell& cell);
+// HyperLogLog standard error for the cell (0 while exact).
+double StandardError(const AggregateSpec& spec, const AggCell& cell);
+
+// Bytes for state and shuffles (versioned; see docs/state-format.md once state/ lands).
+std::string EncodeRow(const AggRow& row);
+Result<AggRow> DecodeRow(std::string_view bytes);
+
+}  // namespace runnel::streaming
+
+template <>
+struct runnel::engine::Serde<runnel::streaming::AggCell> {
+  using Cell = runnel::streaming::AggCell;
+  static void Write(const Cell& c, std::string* out) {
+    Serde<int64_t>::Write(c.count, out);
+    Serde<double>::Write(c.number, out);
+    Serde<bool>::Write(c.has_number, out);
+    Serde<std::vector<uint64_t>>::Write(c.hashes, out);
+    Serde<std::vector<uint8_t>>::Write(c.registers, out);
+    Serde<std::map<std::string, int64_t>>::Write(c.values, out);
+  }
+  static bool Read(std::string_view* in, Cell* c) {
+    return Serde<int64_t>::Read(in, &c->count) && Serde<double>::Read(in, &c->number) &&
+           Serde<bool>::Read(in, &c->has_number) &&
+           Serde<std::vector<uint64_t>>::Read(in, &c->hashes) &&
+           Serde<std::vector<uint8_t>>::Read(in, &c->registers) &&
+           Serde<std::map<std::string, int64_t>>::Read(in, &c->values);
+  }
+  static size_t MemorySize(const Cell& c) {
+    return sizeof(Cell) + c.hashes.capacity() * 8 + c.registers.capacity() +
+           Serde<std::map<std::string, int64_t>>::MemorySize(c.values);
+  }
+};

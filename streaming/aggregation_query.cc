@@ -1,0 +1,458 @@
+#include "streaming/aggregation_query.h"
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <boost/json.hpp>
+
+#include "common/logging.h"
+
+namespace runnel::streaming {
+namespace {
+
+using Partial = std::pair<std::string, AggRow>;
+constexpr int64_t kMaxEpochMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
+
+// What parsing one line produced.
+struct ParsedLine {
+  std::vector<Partial> partials;  // one per open window of the record
+  std::string invalid_reason;     // set when the record is invalid
+  bool late = false;              // every window of the record was closed
+  EventTimeMs event_time = Watermark::kNone;
+};
+
+// The value of a field: a JSON string for text fields (group values, distinct and value
+// counts), a JSON number for numeric ones (sum/min/max), written as text. Anything else is a
+// wrong type. Returns the invalid reason, or "" on success.
+std::string FieldText(simdjson::dom::object& obj, const std::string& name, bool numeric,
+                      std::string* out) {
+  simdjson::dom::element value;
+  if (obj.at_key(name).get(value) != simdjson::SUCCESS || value.is_null()) return "missing_field";
+  if (!numeric) {
+    std::string_view s;
+    if (value.get_string().get(s) != simdjson::SUCCESS) return "wrong_type";
+    out->assign(s);
+    return "";
+  }
+  switch (value.type()) {
+    case simdjson::dom::element_type::INT64:
+      *out = std::to_string(int64_t(value));
+      return "";
+    case simdjson::dom::element_type::UINT64:
+      *out = std::to_string(uint64_t(value));
+      return "";
+    case simdjson::dom::element_type::DOUBLE:
+      *out = fmt::format("{}", double(value));
+      return "";
+    default:
+      return "wrong_type";
+  }
+}
+
+bool IsNumeric(const AggregateSpec& spec) {
+  return spec.kind == AggregateSpec::Kind::kSum || spec.kind == AggregateSpec::Kind::kMin ||
+         spec.kind == AggregateSpec::Kind::kMax;
+}
+
+std::string EventTime(simdjson::dom::object& obj, const std::string& name, EventTimeMs* out) {
+  simdjson::dom::element value;
+  if (obj.at_key(name).get(value) != simdjson::SUCCESS || value.is_null()) return "missing_field";
+  if (value.is_string()) {
+    auto parsed = ParseIsoTimestamp(std::string_view(value.get_string().value_unsafe()));
+    if (!parsed.ok()) return "bad_timestamp";
+    *out = *parsed;
+    return "";
+  }
+  int64_t ms = 0;
+  if (value.get_int64().get(ms) == simdjson::SUCCESS) {
+    if (ms < 0 || ms > kMaxEpochMs) return "bad_timestamp";
+    *out = ms;
+    return "";
+  }
+  return "bad_timestamp";
+}
+
+ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
+                     const std::string& line) {
+  ParsedLine result;
+  if (line.find_first_not_of(" \t\r") == std::string::npos) {
+    result.invalid_reason = "empty";
+    return result;
+  }
+  if (line.size() > opts.max_record_bytes) {
+    result.invalid_reason = "too_large";
+    return result;
+  }
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(line.data(), line.size(), /*realloc_if_needed=*/true).get(doc) !=
+      simdjson::SUCCESS) {
+    result.invalid_reason = "malformed_json";
+    return result;
+  }
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) {
+    result.invalid_reason = "not_an_object";
+    return result;
+  }
+  EventTimeMs t = 0;
+  if (std::string reason = EventTime(obj, opts.time_field, &t); !reason.empty()) {
+    result.invalid_reason = reason;
+    return result;
+  }
+  std::vector<std::string> group(opts.group_by.size());
+  for (size_t i = 0; i < opts.group_by.size(); ++i) {
+    if (std::string reason = FieldText(obj, opts.group_by[i], false, &group[i]); !reason.empty()) {
+      result.invalid_reason = reason;
+      return result;
+    }
+  }
+  AggRow row(opts.aggregates.size());
+  std::string value;
+  for (size_t i = 0; i < opts.aggregates.size(); ++i) {
+    const AggregateSpec& spec = opts.aggregates[i];
+    value.clear();
+    if (!spec.field.empty()) {
+      if (std::string reason = FieldText(obj, spec.field, IsNumeric(spec), &value);
+          !reason.empty()) {
+        result.invalid_reason = reason;
+        return result;
+      }
+    }
+    if (!AddValue(spec, value, &row[i]).ok()) {
+      result.invalid_reason = "bad_number";
+      return result;
+    }
+  }
+  result.event_time = t;
+  const std::vector<EventTimeMs> windows = opts.window.WindowsOf(t);
+  for (size_t w = 0; w < windows.size(); ++w) {
+    const EventTimeMs end = opts.window.EndOf(windows[w]);
+    if (watermark_now != Watermark::kNone && end <= watermark_now) continue;  // closed
+    result.partials.emplace_back(EncodeStateKey(group, windows[w]),
+                                 w + 1 == windows.size() ? std::move(row) : row);
+  }
+  result.late = result.partials.empty();
+  return result;
+}
+
+void PutBigEndian(uint64_t v, std::string* out) {
+  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
+}
+
+}  // namespace
+
+std::string EncodeStateKey(const std::vector<std::string>& group_values, EventTimeMs window_start) {
+  std::string key;
+  for (const std::string& v : group_values) {
+    for (char c : v) {
+      key.push_back(c);
+      if (c == '\0') key.push_back('\xff');
+    }
+    key.append("\0\x01", 2);
+  }
+  PutBigEndian(static_cast<uint64_t>(window_start) ^ (uint64_t{1} << 63), &key);
+  return key;
+}
+
+Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std::string>* values,
+                      EventTimeMs* window_start) {
+  values->clear();
+  size_t i = 0;
+  for (size_t g = 0; g < group_count; ++g) {
+    std::string v;
+    while (true) {
+      if (i + 1 >= key.size()) return Status::Corruption("state key: truncated group value");
+      if (key[i] == '\0') {
+        if (key[i + 1] == '\x01') {
+          i += 2;
+          break;
+        }
+        if (key[i + 1] != '\xff') return Status::Corruption("state key: bad escape");
+        v.push_back('\0');
+        i += 2;
+      } else {
+        v.push_back(key[i++]);
+      }
+    }
+    values->push_back(std::move(v));
+  }
+  if (key.size() - i != 8) return Status::Corruption("state key: bad time suffix");
+  uint64_t t = 0;
+  for (; i < key.size(); ++i) t = (t << 8) | static_cast<uint8_t>(key[i]);
+  *window_start = static_cast<EventTimeMs>(t ^ (uint64_t{1} << 63));
+  return Status::OK();
+}
+
+Result<std::shared_ptr<AggregationQuery>> AggregationQuery::Make(AggregationOptions options,
+                                                                 StateStore* store) {
+  if (options.name.empty()) return Status::InvalidArgument("query needs a name");
+  if (options.group_by.empty()) return Status::InvalidArgument("query needs group_by fields");
+  if (options.time_field.empty()) return Status::InvalidArgument("query needs an event time field");
+  if (options.window.length_ms <= 0 || options.window.slide_ms <= 0 ||
+      options.window.slide_ms > options.window.length_ms) {
+    return Status::InvalidArgument("window: need 0 < slide <= length");
+  }
+  if (options.allowed_lateness_ms < 0) return Status::InvalidArgument("allowed_lateness < 0");
+  if (options.aggregates.empty()) return Status::InvalidArgument("query needs aggregates");
+  for (const AggregateSpec& a : options.aggregates) {
+    if (a.kind != AggregateSpec::Kind::kCount && a.field.empty()) {
+      return Status::InvalidArgument(fmt::format("aggregate {} needs a field", a.name));
+    }
+    if (a.kind == AggregateSpec::Kind::kApproxDistinct &&
+        (a.hll_precision < 4 || a.hll_precision > 18)) {
+      return Status::InvalidArgument(fmt::format("aggregate {}: precision must be 4..18", a.name));
+    }
+  }
+  if (store == nullptr) return Status::InvalidArgument("query needs a state store");
+  return std::shared_ptr<AggregationQuery>(
+      new AggregationQuery(std::make_shared<const AggregationOptions>(std::move(options)), store));
+}
+
+AggregationQuery::AggregationQuery(std::shared_ptr<const AggregationOptions> options,
+                                   StateStore* store)
+    : options_(std::move(options)), store_(store), watermark_(options_->allowed_lateness_ms) {}
+
+Result<CommittedBatch> AggregationQuery::Recover() {
+  ASSIGN_OR_RETURN(std::optional<CommittedBatch> last, store_->LastCommitted(options_->name));
+  if (!last) return CommittedBatch{BatchId(0), {}, {}};
+  auto read = [&](const char* name) -> EventTimeMs {
+    auto it = last->metadata.find(name);
+    int64_t v = Watermark::kNone;
+    if (it != last->metadata.end())
+      std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+    return v;
+  };
+  {
+    std::lock_guard lock(mu_);
+    watermark_.Restore(read("watermark"), read("max_event_time"));
+  }
+  CommittedBatch next = *last;
+  next.batch_id = BatchId(last->batch_id.value() + 1);
+  return next;
+}
+
+void AggregationQuery::Attach(const DStream<std::string>& lines, RecordSink sink,
+                              DeadLetterSink dead_letters) {
+  sink_ = std::move(sink);
+  dead_letters_ = std::move(dead_letters);
+  lines.ForeachRdd(
+      [this](const engine::Rdd<std::string>& rdd, BatchInfo* info) { return RunBatch(rdd, info); });
+}
+
+Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchInfo* info) {
+  const BatchId batch_id = info->progress.batch_id;
+  Watermark next_watermark(0);
+  {
+    std::lock_guard lock(mu_);
+    next_watermark = watermark_;
+  }
+  const EventTimeMs watermark_now = next_watermark.current();
+  auto opts = options_;
+  engine::Context& ctx = lines.context();
+  auto invalid = ctx.MakeAccumulator<std::map<std::string, int64_t>>(
+      {}, [](std::map<std::string, int64_t> a, std::map<std::string, int64_t> b) {
+        for (const auto& [k, v] : b) a[k] += v;
+        return a;
+      });
+  const bool keep_dead = opts->on_invalid != OnInvalid::kSkip;
+  auto dead = ctx.MakeAccumulator<std::vector<InvalidRecord>>(
+      {}, [](std::vector<InvalidRecord> a, std::vector<InvalidRecord> b) {
+        a.insert(a.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+        return a;
+      });
+  auto late = engine::MakeSumAccumulator<int64_t>();
+  auto records = engine::MakeSumAccumulator<int64_t>();
+  auto max_time = ctx.MakeAccumulator<int64_t>(Watermark::kNone,
+                                               [](int64_t a, int64_t b) { return std::max(a, b); });
+
+  auto partials = lines
+                      .FlatMap([=](std::string&& line) {
+                        records.Add(1);
+                        ParsedLine parsed = ParseLine(*opts, watermark_now, line);
+                        if (!parsed.invalid_reason.empty()) {
+                          invalid.Add({{parsed.invalid_reason, 1}});
+                          if (keep_dead)
+                            dead.Add({InvalidRecord{parsed.invalid_reason, std::move(line)}});
+                        } else {
+                          max_time.Add(parsed.event_time);
+                          if (parsed.late) late.Add(1);
+                        }
+                        return std::move(parsed.partials);
+                      })
+                      .ReduceByKey(
+                          [opts](AggRow a, const AggRow& b) {
+                            MergeRow(opts->aggregates, b, &a);
+                            return a;
+                          },
+                          opts->shuffle_partitions);
+  ASSIGN_OR_RETURN(std::vector<Partial> changed, partials.Collect());
+  info->progress.lineage = partials.DebugString();
+  std::sort(changed.begin(), changed.end(),
+            [](const Partial& a, const Partial& b) { return a.first < b.first; });
+
+  const auto invalid_counts = invalid.value();
+  int64_t invalid_total = 0;
+  for (const auto& [reason, n] : invalid_counts) invalid_total += n;
+  if (invalid_total > 0) {
+    Logger("query")->warn("{} batch {}: {} invalid records skipped", opts->name, batch_id,
+                          invalid_total);
+    if (opts->on_invalid == OnInvalid::kFail) {
+      return Status::InvalidArgument(fmt::format(
+          "{} batch {}: {} invalid records (on_invalid: fail), first: {}", opts->name, batch_id,
+          invalid_total, dead.value().empty() ? "" : dead.value().front().reason));
+    }
+    if (opts->on_invalid == OnInvalid::kDeadLetter && dead_letters_) {
+      RETURN_NOT_OK(dead_letters_(batch_id, dead.value()));
+    }
+  }
+
+  // Merge the batch's partials into state.
+  BatchCommit commit;
+  commit.ns = opts->name;
+  commit.batch_id = batch_id;
+  commit.positions = info->positions;
+  std::map<std::string, AggRow> merged;
+  for (auto& [key, partial] : changed) {
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(opts->name, key));
+    AggRow current;
+    if (stored) {
+      ASSIGN_OR_RETURN(current, DecodeRow(*stored));
+    }
+    MergeRow(opts->aggregates, partial, &current);
+    commit.puts.emplace_back(key, EncodeRow(current));
+    merged.emplace(key, std::move(current));
+  }
+  next_watermark.AdvanceTo(max_time.value());
+
+  std::vector<std::string> out;
+  if (opts->output_mode == OutputMode::kUpdate) {
+    for (const auto& [key, row] : merged) out.push_back(FormatRecord(key, row));
+  } else if (next_watermark.current() != watermark_now) {
+    // Final: every window whose end the watermark passed in this batch.
+    const EventTimeMs from = watermark_now;
+    const EventTimeMs to = next_watermark.current();
+    auto closed_now = [&](const std::string& key) {
+      std::vector<std::string> values;
+      EventTimeMs start = 0;
+      if (!DecodeStateKey(key, opts->group_by.size(), &values, &start).ok()) return false;
+      const EventTimeMs end = opts->window.EndOf(start);
+      return (from == Watermark::kNone || end > from) && end <= to;
+    };
+    std::map<std::string, std::string> closed;
+    RETURN_NOT_OK(store_->Scan(opts->name, "", "", [&](const std::string& k, const std::string& v) {
+      if (closed_now(k)) closed[k] = v;
+      return true;
+    }));
+    for (const auto& [k, v] : commit.puts) {
+      if (closed_now(k)) closed[k] = v;
+    }
+    for (const auto& [k, v] : closed) {
+      ASSIGN_OR_RETURN(AggRow row, DecodeRow(v));
+      out.push_back(FormatRecord(k, row));
+    }
+  }
+  commit.metadata["watermark"] = std::to_string(next_watermark.current());
+  commit.metadata["max_event_time"] = std::to_string(next_watermark.max_event_time());
+
+  if (sink_) RETURN_NOT_OK(sink_(batch_id, out));
+  RETURN_NOT_OK(store_->Commit(commit));
+
+  std::lock_guard lock(mu_);
+  watermark_ = next_watermark;
+  counters_.records += records.value();
+  counters_.late += late.value();
+  ++counters_.batches;
+  for (const auto& [reason, n] : invalid_counts) counters_.invalid[reason] += n;
+  info->progress.late += late.value();
+  info->progress.invalid += invalid_total;
+  info->progress.records_out += static_cast<int64_t>(out.size());
+  info->progress.watermark_ms = watermark_.current();
+  return Status::OK();
+}
+
+std::string AggregationQuery::FormatRecord(const std::string& key, const AggRow& row) const {
+  std::vector<std::string> values;
+  EventTimeMs start = 0;
+  if (!DecodeStateKey(key, options_->group_by.size(), &values, &start).ok()) return "{}";
+  const std::string ts = FormatIsoTimestamp(start);
+  std::string id;
+  for (auto it = values.rbegin(); it != values.rend(); ++it) id += *it + "|";
+  id += ts;
+  boost::json::object record;
+  record["_id"] = id;
+  for (size_t i = 0; i < values.size(); ++i) record[options_->group_by[i]] = values[i];
+  record["freq"] = WindowFrequencyName(options_->window.length_ms);
+  record["ts"] = ts;
+  boost::json::object metrics;
+  for (size_t i = 0; i < options_->aggregates.size() && i < row.size(); ++i) {
+    const AggregateSpec& spec = options_->aggregates[i];
+    if (spec.is_map()) continue;
+    const double v = ScalarValue(spec, row[i]);
+    switch (spec.kind) {
+      case AggregateSpec::Kind::kSum:
+      case AggregateSpec::Kind::kMin:
+      case AggregateSpec::Kind::kMax:
+        metrics[spec.name] = v;
+        break;
+      default:
+        metrics[spec.name] = static_cast<int64_t>(v);
+    }
+    if (const double se = StandardError(spec, row[i]); se > 0) {
+      metrics[spec.name + "_standard_error"] = se;
+    }
+  }
+  record["metrics"] = std::move(metrics);
+  for (size_t i = 0; i < options_->aggregates.size() && i < row.size(); ++i) {
+    const AggregateSpec& spec = options_->aggregates[i];
+    if (!spec.is_map()) continue;
+    boost::json::object m;
+    for (const auto& [value, n] : row[i].values) m[value] = n;
+    record[spec.name] = std::move(m);
+  }
+  return boost::json::serialize(record);
+}
+
+Result<std::vector<std::string>> AggregationQuery::ReadRecords(
+    const std::vector<std::string>& group_prefix, EventTimeMs from_ms, EventTimeMs to_ms) {
+  std::string begin;
+  for (const std::string& v : group_prefix) {
+    const std::string one = EncodeStateKey({v}, 0);
+    begin += one.substr(0, one.size() - 8);
+  }
+  std::string end = begin;
+  if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);  // past the prefix
+  std::vector<std::string> out;
+  Status inner;
+  RETURN_NOT_OK(
+      store_->Scan(options_->name, begin, end, [&](const std::string& k, const std::string& v) {
+        std::vector<std::string> values;
+        EventTimeMs start = 0;
+        if (!DecodeStateKey(k, options_->group_by.size(), &values, &start).ok()) return true;
+        if (start < from_ms || start >= to_ms) return true;
+        auto row = DecodeRow(v);
+        if (!row.ok()) {
+          inner = row.status();
+          return false;
+        }
+        out.push_back(FormatRecord(k, *row));
+        return true;
+      }));
+  RETURN_NOT_OK(inner);
+  return out;
+}
+
+QueryCounters AggregationQuery::counters() const {
+  std::lock_guard lock(mu_);
+  return counters_;
+}
+
+EventTimeMs AggregationQuery::watermark() const {
+  std::lock_guard lock(mu_);
+  return watermark_.current();
+}
+
+}  // namespace runnel::streaming

@@ -1,0 +1,112 @@
+// AggregationQuery: the flagship query as a building block. Per batch of JSON lines:
+//   parse (only the fields the query uses) -> drop invalid records (counted by reason) ->
+//   key by (group values, window start) for every window of the record's event time -> drop
+//   windows the watermark has closed (late, counted) -> partial aggregates with map-side
+//   combine (ReduceByKey) -> merge into the state store -> emit records (update: every
+//   changed aggregate with its full value; final: every window the new watermark closed) ->
+//   commit state, source positions, watermark and batch id in ONE StateStore::Commit.
+// Output is handed to the sink before the commit, under the batch id: a batch that ran but
+// did not commit runs again with the same id and input, and its sink output is replaced.
+//
+// Thread safety: a query runs on its streaming context's runner thread; counters and reads
+// (ReadRecords, counters()) may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "streaming/aggregates.h"
+#include "streaming/dstream.h"
+#include "streaming/event_time.h"
+#include "streaming/state_store.h"
+
+namespace runnel::streaming {
+
+enum class OutputMode { kUpdate, kFinal };
+enum class OnInvalid { kFail, kSkip, kDeadLetter };
+
+struct AggregationOptions {
+  std::string name;                   // query name: the state namespace and output directory
+  std::vector<std::string> group_by;  // e.g. {"customer", "url"}
+  std::string time_field = "ts";      // ISO-8601 text or epoch milliseconds
+  WindowSpec window;                  // default: tumbling 1h
+  int64_t allowed_lateness_ms = 0;
+  std::vector<AggregateSpec> aggregates;
+  OutputMode output_mode = OutputMode::kUpdate;
+  OnInvalid on_invalid = OnInvalid::kSkip;
+  int shuffle_partitions = 0;         // 0: the engine's default parallelism
+  size_t max_record_bytes = 1 << 20;  // longer lines are invalid ("too_large")
+};
+
+struct InvalidRecord {
+  std::string reason;  // empty, too_large, malformed_json, not_an_object, missing_field,
+                       // wrong_type, bad_timestamp, bad_number
+  std::string line;
+};
+
+// Running totals since the query started (for metrics).
+struct QueryCounters {
+  int64_t records = 0;
+  int64_t late = 0;
+  int64_t batches = 0;
+  std::map<std::string, int64_t> invalid;  // by reason
+};
+
+class AggregationQuery {
+ public:
+  // Receives the batch's output records (one JSON object each) before the batch commits.
+  using RecordSink = std::function<Status(BatchId, const std::vector<std::string>& records)>;
+  using DeadLetterSink = std::function<Status(BatchId, const std::vector<InvalidRecord>&)>;
+
+  // Validates `options`; `store` must outlive the query.
+  static Result<std::shared_ptr<AggregationQuery>> Make(AggregationOptions options,
+                                                        StateStore* store);
+
+  // Reads the last committed batch of the query (watermark) from the store. Returns the id
+  // the next batch must have, and the committed source positions.
+  Result<CommittedBatch> Recover();
+
+  // Runs the query on every batch of `lines`.
+  void Attach(const DStream<std::string>& lines, RecordSink sink, DeadLetterSink dead_letters = {});
+
+  // Runs one batch over `lines` (what Attach registers per batch).
+  Status RunBatch(const engine::Rdd<std::string>& lines, BatchInfo* info);
+
+  // Output records read from committed state, in key order: all of them, or those of one
+  // group (values for a prefix of group_by) with window start in [from_ms, to_ms).
+  Result<std::vector<std::string>> ReadRecords(const std::vector<std::string>& group_prefix = {},
+                                               EventTimeMs from_ms = INT64_MIN,
+                                               EventTimeMs to_ms = INT64_MAX);
+
+  const AggregationOptions& options() const { return *options_; }
+  QueryCounters counters() const;
+  EventTimeMs watermark() const;
+
+ private:
+  AggregationQuery(std::shared_ptr<const AggregationOptions> options, StateStore* store);
+
+  std::string FormatRecord(const std::string& key, const AggRow& row) const;
+
+  const std::shared_ptr<const AggregationOptions> options_;
+  StateStore* const store_;
+  RecordSink sink_;
+  DeadLetterSink dead_letters_;
+  mutable std::mutex mu_;
+  Watermark watermark_;     // guarded by mu_
+  QueryCounters counters_;  // guarded by mu_
+};
+
+// State keys: each group value escaped (0x00 -> 0x00 0xFF) and ended by 0x00 0x01, then the
+// window start as 8 big-endian bytes with the sign bit flipped, so keys sort by group values
+// and then by time: one group's windows are a contiguous range.
+std::string EncodeStateKey(const std::vector<std::string>& group_values, EventTimeMs window_start);
+Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std::string>* values,
+                      EventTimeMs* window_start);
+
+}  // namespace runnel::streaming

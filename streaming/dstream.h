@@ -1,0 +1,428 @@
+// DStream<T>: a discretized stream (Zaharia et al., SOSP 2013): one RDD per batch time, each
+// with its own lineage. Transformations build a graph of DStream nodes; output operations
+// (ForeachRdd) register with the StreamingContext and run once per batch, asking the graph for
+// that batch's RDD. Nodes remember the RDDs they generated as long as a window downstream may
+// need them, and forget them after.
+//
+// Thread safety: the graph is built before StreamingContext::Start; batches then run on the
+// context's runner thread, one at a time. Generated-RDD caches are guarded by a mutex.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/rdd.h"
+#include "streaming/streaming_context.h"
+
+namespace runnel::streaming {
+
+template <typename T>
+class DStream;
+
+class DStreamNodeBase {
+ public:
+  DStreamNodeBase(StreamingContext* ssc, Millis slide, std::vector<DStreamNodeBase*> parents)
+      : ssc_(ssc), slide_(slide), parents_(std::move(parents)) {}
+  virtual ~DStreamNodeBase() = default;
+
+  StreamingContext& ssc() const { return *ssc_; }
+  Millis slide() const { return slide_; }
+
+  // Keep generated RDDs at least `d` back (a window downstream needs them), and make the
+  // parents keep what that window's inputs need.
+  void RememberAtLeast(Millis d) {
+    if (d > remember_) remember_ = d;
+    for (auto* p : parents_) p->RememberAtLeast(remember_);
+  }
+  Millis remember() const { return remember_; }
+
+ protected:
+  // A batch time at which this stream produces an RDD: a whole number of slides after zero.
+  bool IsSlideTime(BatchTime t) const {
+    const int64_t since_zero = t.value() - ssc_->zero_time().time_since_epoch().count();
+    return since_zero >= 0 && since_zero % slide_.count() == 0;
+  }
+
+ private:
+  StreamingContext* const ssc_;
+  const Millis slide_;
+  const std::vector<DStreamNodeBase*> parents_;
+  Millis remember_{0};
+};
+
+template <typename T>
+class DStreamNode : public DStreamNodeBase {
+ public:
+  DStreamNode(StreamingContext* ssc, Millis slide, std::vector<DStreamNodeBase*> parents)
+      : DStreamNodeBase(ssc, slide, std::move(parents)) {
+    ssc->AddCleaner([this](BatchTime t) { ClearOlderThan(t); });
+  }
+
+  // The RDD of batch time t (memoized); nullopt when t is not one of this stream's slides.
+  Result<std::optional<engine::Rdd<T>>> GetOrCompute(BatchTime t) {
+    std::lock_guard lock(mu_);
+    if (auto it = generated_.find(t.value()); it != generated_.end()) return it->second;
+    if (!IsSlideTime(t)) return std::optional<engine::Rdd<T>>();
+    ASSIGN_OR_RETURN(std::optional<engine::Rdd<T>> rdd, Compute(t));
+    generated_.emplace(t.value(), rdd);
+    return rdd;
+  }
+
+ protected:
+  virtual Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) = 0;
+
+ private:
+  void ClearOlderThan(BatchTime now) {
+    std::lock_guard lock(mu_);
+    const int64_t keep_from = now.value() - remember().count();
+    while (!generated_.empty() && generated_.begin()->first < keep_from) {
+      generated_.erase(generated_.begin());
+    }
+  }
+
+  std::mutex mu_;
+  std::map<int64_t, std::optional<engine::Rdd<T>>> generated_;  // guarded by mu_
+};
+
+// ---- Inputs ----
+
+// A stream whose batches are fixed lists of records: each batch takes the next list (an empty
+// RDD when the queue is empty). For tests and for replaying recorded data.
+template <typename T>
+class QueueInputNode final : public DStreamNode<T>, public InputStreamBase {
+ public:
+  QueueInputNode(StreamingContext* ssc, std::deque<std::vector<T>> batches, int partitions)
+      : DStreamNode<T>(ssc, ssc->batch_interval(), {}),
+        queue_(std::move(batches)),
+        partitions_(partitions) {
+    ssc->AddInput(this);
+  }
+
+  void Push(std::vector<T> batch) {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(batch));
+  }
+
+  Status Plan(BatchInfo* info) override {
+    std::lock_guard lock(mu_);
+    std::vector<T> batch;
+    if (!queue_.empty()) {
+      batch = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    info->progress.records_in += static_cast<int64_t>(batch.size());
+    info->progress.input["queue"] = fmt::format("{} records", batch.size());
+    planned_[info->progress.batch_time.value()] =
+        std::make_shared<const std::vector<T>>(std::move(batch));
+    return Status::OK();
+  }
+
+ protected:
+  Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) override {
+    std::shared_ptr<const std::vector<T>> data;
+    {
+      std::lock_guard lock(mu_);
+      auto it = planned_.find(t.value());
+      data = it == planned_.end() ? std::make_shared<const std::vector<T>>() : it->second;
+      planned_.erase(planned_.begin(), planned_.upper_bound(t.value()));
+    }
+    return std::optional(this->ssc().engine().Parallelize(std::move(data), partitions_));
+  }
+
+ private:
+  std::mutex mu_;
+  std::deque<std::vector<T>> queue_;                                  // guarded by mu_
+  std::map<int64_t, std::shared_ptr<const std::vector<T>>> planned_;  // guarded by mu_
+  const int partitions_;
+};
+
+// ---- Transformations ----
+
+// Any RDD-to-RDD function of one parent, applied per batch (Map, Filter, ReduceByKey, ...).
+template <typename T, typename U>
+class TransformedNode final : public DStreamNode<U> {
+ public:
+  using Fn = std::function<Result<engine::Rdd<U>>(const engine::Rdd<T>&, BatchTime)>;
+  TransformedNode(std::shared_ptr<DStreamNode<T>> parent, Fn fn)
+      : DStreamNode<U>(&parent->ssc(), parent->slide(), {parent.get()}),
+        parent_(std::move(parent)),
+        fn_(std::move(fn)) {}
+
+ protected:
+  Result<std::optional<engine::Rdd<U>>> Compute(BatchTime t) override {
+    ASSIGN_OR_RETURN(std::optional<engine::Rdd<T>> in, parent_->GetOrCompute(t));
+    if (!in) return std::optional<engine::Rdd<U>>();
+    ASSIGN_OR_RETURN(engine::Rdd<U> out, fn_(*in, t));
+    return std::optional(std::move(out));
+  }
+
+ private:
+  const std::shared_ptr<DStreamNode<T>> parent_;
+  const Fn fn_;
+};
+
+template <typename T>
+class UnionNode final : public DStreamNode<T> {
+ public:
+  explicit UnionNode(std::vector<std::shared_ptr<DStreamNode<T>>> parents)
+      : DStreamNode<T>(&parents.front()->ssc(), parents.front()->slide(), Raw(parents)),
+        parents_(std::move(parents)) {}
+
+ protected:
+  Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) override {
+    std::vector<engine::Rdd<T>> rdds;
+    for (const auto& p : parents_) {
+      ASSIGN_OR_RETURN(auto rdd, p->GetOrCompute(t));
+      if (rdd) rdds.push_back(*rdd);
+    }
+    if (rdds.empty()) return std::optional<engine::Rdd<T>>();
+    std::vector<engine::Rdd<T>> rest(rdds.begin() + 1, rdds.end());
+    return std::optional(rdds.front().Union(rest));
+  }
+
+ private:
+  static std::vector<DStreamNodeBase*> Raw(const std::vector<std::shared_ptr<DStreamNode<T>>>& ps) {
+    std::vector<DStreamNodeBase*> raw;
+    for (const auto& p : ps) raw.push_back(p.get());
+    return raw;
+  }
+  const std::vector<std::shared_ptr<DStreamNode<T>>> parents_;
+};
+
+// The union of the parent's RDDs of the batches in (t - length, t], every `slide`.
+template <typename T>
+class WindowedNode final : public DStreamNode<T> {
+ public:
+  WindowedNode(std::shared_ptr<DStreamNode<T>> parent, Millis length, Millis slide)
+      : DStreamNode<T>(&parent->ssc(), slide, {parent.get()}),
+        parent_(std::move(parent)),
+        length_(length) {
+    parent_->RememberAtLeast(length + parent_->slide());
+  }
+
+ protected:
+  Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) override {
+    std::vector<engine::Rdd<T>> rdds;
+    const int64_t step = parent_->slide().count();
+    for (int64_t u = t.value() - length_.count() + step; u <= t.value(); u += step) {
+      ASSIGN_OR_RETURN(auto rdd, parent_->GetOrCompute(BatchTime(u)));
+      if (rdd) rdds.push_back(*rdd);
+    }
+    if (rdds.empty()) {
+      return std::optional(this->ssc().engine().Parallelize(std::vector<T>{}, 1));
+    }
+    std::vector<engine::Rdd<T>> rest(rdds.begin() + 1, rdds.end());
+    return std::optional(rdds.front().Union(rest));
+  }
+
+ private:
+  const std::shared_ptr<DStreamNode<T>> parent_;
+  const Millis length_;
+};
+
+// ReduceByKeyAndWindow with an inverse function: the window's value is the previous window's,
+// plus the batches that entered, minus (by `inverse`) the batches that left. Each window's
+// result is persisted for the next and checkpointed now and then to bound its lineage.
+template <typename K, typename V, typename F, typename Inv>
+class ReducedWindowedNode final : public DStreamNode<std::pair<K, V>> {
+ public:
+  using KV = std::pair<K, V>;
+  ReducedWindowedNode(std::shared_ptr<DStreamNode<KV>> parent, F f, Inv inverse, Millis length,
+                      Millis slide, int partitions)
+      : DStreamNode<KV>(&parent->ssc(), slide, {parent.get()}),
+        parent_(std::move(parent)),
+        f_(std::move(f)),
+        inverse_(std::move(inverse)),
+        length_(length),
+        partitions_(partitions) {
+    parent_->RememberAtLeast(length + slide + parent_->slide());
+    this->RememberAtLeast(slide + slide);
+  }
+
+ protected:
+  Result<std::optional<engine::Rdd<KV>>> Compute(BatchTime t) override {
+    const int64_t step = parent_->slide().count();
+    const int64_t slide = this->slide().count();
+    ASSIGN_OR_RETURN(auto previous, this->GetOrCompute(BatchTime(t.value() - slide)));
+    // Without a previous window (the first one), reduce the whole window from scratch.
+    const int64_t new_from =
+        previous ? t.value() - slide + step : t.value() - length_.count() + step;
+    ASSIGN_OR_RETURN(auto entered, UnionOf(new_from, t.value(), step));
+    std::vector<engine::Rdd<std::pair<K, std::pair<int, V>>>> tagged;
+    const F& f = f_;
+    const Inv& inverse = inverse_;
+    auto tag = [](int which) {
+      return [which](V v) { return std::pair<int, V>(which, std::move(v)); };
+    };
+    if (previous) {
+      tagged.push_back(previous->MapValues(tag(0)));
+      ASSIGN_OR_RETURN(auto left, UnionOf(t.value() - length_.count() - slide + step,
+                                          t.value() - length_.count(), step));
+      if (left) tagged.push_back(left->ReduceByKey(f, partitions_).MapValues(tag(2)));
+    }
+    if (entered) tagged.push_back(entered->ReduceByKey(f, partitions_).MapValues(tag(1)));
+    if (tagged.empty()) {
+      return std::optional(this->ssc().engine().Parallelize(std::vector<KV>{}, 1));
+    }
+    std::vector<engine::Rdd<std::pair<K, std::pair<int, V>>>> rest(tagged.begin() + 1,
+                                                                   tagged.end());
+    auto combined =
+        tagged.front()
+            .Union(rest)
+            .GroupByKey(partitions_)
+            .FlatMap([f, inverse](std::pair<K, std::vector<std::pair<int, V>>>&& group) {
+              std::optional<V> acc;
+              // Previous value first, then what entered, then subtract what left.
+              for (int which : {0, 1, 2}) {
+                for (auto& [w, v] : group.second) {
+                  if (w != which) continue;
+                  if (which == 2) {
+                    acc = inverse(std::move(*acc), std::move(v));
+                  } else {
+                    acc = acc ? f(std::move(*acc), std::move(v)) : std::move(v);
+                  }
+                }
+              }
+              std::vector<KV> out;
+              if (acc && !(*acc == V{})) out.emplace_back(std::move(group.first), std::move(*acc));
+              return out;
+            });
+    combined.Persist(engine::StorageLevel::kMemoryAndDisk);
+    if (++windows_ % kCheckpointEvery == 0) RETURN_NOT_OK(combined.Checkpoint());
+    return std::optional(combined);
+  }
+
+ private:
+  static constexpr int kCheckpointEvery = 10;
+
+  Result<std::optional<engine::Rdd<KV>>> UnionOf(int64_t from, int64_t to, int64_t step) {
+    std::vector<engine::Rdd<KV>> rdds;
+    for (int64_t u = from; u <= to; u += step) {
+      ASSIGN_OR_RETURN(auto rdd, parent_->GetOrCompute(BatchTime(u)));
+      if (rdd) rdds.push_back(*rdd);
+    }
+    if (rdds.empty()) return std::optional<engine::Rdd<KV>>();
+    std::vector<engine::Rdd<KV>> rest(rdds.begin() + 1, rdds.end());
+    return std::optional(rdds.front().Union(rest));
+  }
+
+  const std::shared_ptr<DStreamNode<KV>> parent_;
+  const F f_;
+  const Inv inverse_;
+  const Millis length_;
+  const int partitions_;
+  int64_t windows_ = 0;
+};
+
+// ---- The handle ----
+
+template <typename T>
+class DStream {
+ public:
+  explicit DStream(std::shared_ptr<DStreamNode<T>> node) : node_(std::move(node)) {}
+
+  const std::shared_ptr<DStreamNode<T>>& node() const { return node_; }
+  StreamingContext& ssc() const { return node_->ssc(); }
+
+  // Any RDD-to-RDD function per batch: fn(const Rdd<T>&, BatchTime) -> Rdd<U>.
+  template <typename Fn>
+  auto Transform(Fn fn) const {
+    using U = typename std::invoke_result_t<Fn&, const engine::Rdd<T>&, BatchTime>::value_type;
+    typename TransformedNode<T, U>::Fn wrapped =
+        [fn = std::move(fn)](const engine::Rdd<T>& rdd, BatchTime t) -> Result<engine::Rdd<U>> {
+      return fn(rdd, t);
+    };
+    return DStream<U>(std::make_shared<TransformedNode<T, U>>(node_, std::move(wrapped)));
+  }
+
+  template <typename F>
+  auto Map(F f) const {
+    return Transform([f](const engine::Rdd<T>& rdd, BatchTime) { return rdd.Map(f); });
+  }
+  template <typename F>
+  DStream<T> Filter(F f) const {
+    return Transform([f](const engine::Rdd<T>& rdd, BatchTime) { return rdd.Filter(f); });
+  }
+  template <typename F>
+  auto FlatMap(F f) const {
+    return Transform([f](const engine::Rdd<T>& rdd, BatchTime) { return rdd.FlatMap(f); });
+  }
+  template <typename F>
+  auto MapPartitions(F f) const {
+    return Transform([f](const engine::Rdd<T>& rdd, BatchTime) { return rdd.MapPartitions(f); });
+  }
+  template <typename F>
+  auto ReduceByKey(F f, int partitions = 0) const {
+    return Transform([f, partitions](const engine::Rdd<T>& rdd, BatchTime) {
+      return rdd.ReduceByKey(f, partitions);
+    });
+  }
+
+  DStream<T> Union(const DStream<T>& other) const {
+    return DStream<T>(std::make_shared<UnionNode<T>>(
+        std::vector<std::shared_ptr<DStreamNode<T>>>{node_, other.node_}));
+  }
+
+  // Every `slide`, the records of the batches in the last `length`. Both are multiples of the
+  // batch interval.
+  DStream<T> Window(Millis length, Millis slide) const {
+    return DStream<T>(std::make_shared<WindowedNode<T>>(node_, length, slide));
+  }
+
+  // Per key, f over the window's values, recomputed from the window's batches.
+  template <typename F>
+  auto ReduceByKeyAndWindow(F f, Millis length, Millis slide, int partitions = 0) const {
+    return Window(length, slide).ReduceByKey(f, partitions);
+  }
+
+  // The same, incrementally: previous window + entered batches - left batches (by `inverse`,
+  // with f(inverse(a, b), b) == a). Keys whose value returns to V{} are dropped.
+  template <typename F, typename Inv>
+  auto ReduceByKeyAndWindow(F f, Inv inverse, Millis length, Millis slide,
+                            int partitions = 0) const {
+    using K = typename engine::PairTraits<T>::Key;
+    using V = typename engine::PairTraits<T>::Value;
+    return DStream<T>(std::make_shared<ReducedWindowedNode<K, V, F, Inv>>(
+        node_, std::move(f), std::move(inverse), length, slide, partitions));
+  }
+
+  // Records in each window, as a one-record stream.
+  DStream<int64_t> CountByWindow(Millis length, Millis slide) const {
+    return Map([](const T&) { return std::pair<int, int64_t>(0, 1); })
+        .ReduceByKeyAndWindow([](int64_t a, int64_t b) { return a + b; },
+                              [](int64_t a, int64_t b) { return a - b; }, length, slide, 1)
+        .Transform([](const engine::Rdd<std::pair<int, int64_t>>& rdd, BatchTime) {
+          return rdd.Values();
+        });
+  }
+
+  // Runs fn(rdd, info) for every batch: the output operation.
+  void ForeachRdd(std::function<Status(const engine::Rdd<T>&, BatchInfo*)> fn) const {
+    auto node = node_;
+    ssc().AddOutput([node, fn = std::move(fn)](BatchInfo* info) -> Status {
+      ASSIGN_OR_RETURN(auto rdd, node->GetOrCompute(info->progress.batch_time));
+      if (!rdd) return Status::OK();
+      info->progress.lineage = rdd->DebugString();
+      return fn(*rdd, info);
+    });
+  }
+
+ private:
+  std::shared_ptr<DStreamNode<T>> node_;
+};
+
+// A stream of fixed batches (see QueueInputNode); returns the stream and the node to push to.
+template <typename T>
+DStream<T> QueueStream(StreamingContext& ssc, std::deque<std::vector<T>> batches,
+                       int partitions = 2) {
+  return DStream<T>(std::make_shared<QueueInputNode<T>>(&ssc, std::move(batches), partitions));
+}
+
+}  // namespace runnel::streaming

@@ -1,0 +1,75 @@
+// StateStore: where stateful streaming operators keep their state between batches, and where a
+// batch commits. A batch's state changes, its source positions and its id are applied in ONE
+// atomic Commit: after a crash, a store holds every change of a batch or none of them.
+//
+// Keys and values are bytes, grouped in namespaces (one per query). InMemoryStateStore is the
+// implementation for tests and for queries without durability; state/ provides RocksDB.
+//
+// Thread safety: implementations are safe to call from any thread; a Commit is atomic with
+// respect to concurrent reads (a reader sees the store before or after it).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/result.h"
+
+namespace runnel::streaming {
+
+// Everything one batch of one query changes, applied atomically.
+struct BatchCommit {
+  std::string ns;  // the query's namespace
+  BatchId batch_id;
+  std::vector<std::pair<std::string, std::string>> puts;
+  std::vector<std::string> deletes;
+  // Opaque source positions (e.g. "topic/partition" -> offset), replacing the stored ones.
+  std::map<std::string, std::string> positions;
+  // Opaque query metadata (e.g. the watermark), replacing the stored entries of the same name.
+  std::map<std::string, std::string> metadata;
+};
+
+struct CommittedBatch {
+  BatchId batch_id;
+  std::map<std::string, std::string> positions;
+  std::map<std::string, std::string> metadata;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  virtual Result<std::optional<std::string>> Get(const std::string& ns, const std::string& key) = 0;
+  // Calls fn(key, value) for keys in [begin, end) in key order (end empty: to the end) until it
+  // returns false.
+  virtual Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
+                      const std::function<bool(const std::string&, const std::string&)>& fn) = 0;
+  // Applies `commit` atomically. Batch ids of a namespace must increase by one.
+  virtual Status Commit(const BatchCommit& commit) = 0;
+  // The last committed batch of `ns`, or nullopt when none was.
+  virtual Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) = 0;
+};
+
+class InMemoryStateStore final : public StateStore {
+ public:
+  Result<std::optional<std::string>> Get(const std::string& ns, const std::string& key) override;
+  Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override;
+  Status Commit(const BatchCommit& commit) override;
+  Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override;
+
+ private:
+  struct Namespace {
+    std::map<std::string, std::string> data;
+    std::optional<CommittedBatch> last;
+  };
+  std::mutex mu_;
+  std::map<std::string, Namespace> namespaces_;  // guarded by mu_
+};
+
+}  // namespace runnel::streaming

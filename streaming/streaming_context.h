@@ -1,0 +1,163 @@
+// StreamingContext: cuts time into batches and runs each batch's jobs on the shared engine.
+//
+// Batch t covers one interval; at t the timer queues the batch, and one runner thread runs
+// queued batches strictly one after another (a query never has two batches running). A slow
+// batch delays the next, which shows as scheduling delay in its progress record. Each batch:
+// every input stream plans its input (deterministically, e.g. fixed offset ranges), then every
+// output operation runs (each builds the batch's RDDs from the DStream graph and acts on them),
+// then listeners get the batch's progress record.
+//
+// Time comes from a Clock: with a ManualClock, tests drive batches without sleeping.
+//
+// Thread safety: Start, Stop, RunBatch, AwaitTermination and the readers may be called from any
+// thread. Registration (inputs, outputs, listeners) happens before Start.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/result.h"
+#include "engine/context.h"
+
+namespace runnel::streaming {
+
+// What one batch did; kept for the last N batches (HTTP API, tests, logs).
+struct BatchProgress {
+  BatchId batch_id;
+  BatchTime batch_time;
+  int64_t records_in = 0;                    // records the inputs planned for the batch
+  int64_t records_out = 0;                   // records the outputs emitted
+  int64_t late = 0;                          // records dropped as later than the watermark
+  int64_t invalid = 0;                       // records that could not be parsed
+  double scheduling_delay_seconds = 0;       // batch time -> processing start
+  double processing_seconds = 0;             // processing start -> end
+  int64_t watermark_ms = INT64_MIN;          // after the batch; INT64_MIN: none yet
+  std::map<std::string, std::string> input;  // per input: its plan, e.g. "clicks/0" -> "[10,20)"
+  std::string lineage;                       // the batch's last RDD lineage (DebugString)
+  Status status;                             // OK, or why the batch failed
+};
+
+// The mutable record of the running batch: outputs fill in what they learn.
+struct BatchInfo {
+  BatchProgress progress;
+  // Source positions after this batch, committed with it (e.g. "clicks/0" -> "20").
+  std::map<std::string, std::string> positions;
+};
+
+class InputStreamBase {
+ public:
+  virtual ~InputStreamBase() = default;
+  // Fixes the input of batch `info` (recorded in info->progress.input/records_in and
+  // info->positions). Called once per batch, before any output runs.
+  virtual Status Plan(BatchInfo* info) = 0;
+};
+
+class BatchListener {
+ public:
+  virtual ~BatchListener() = default;
+  // Called on the runner thread after every batch, successful or not.
+  virtual void OnBatchCompleted(const BatchProgress& progress) = 0;
+};
+
+struct StreamingOptions {
+  // Interval between batches; also the slide of input streams.
+  Millis batch_interval{1000};
+  // The clock of the batch timer; not owned. Default: the system clock.
+  Clock* clock = nullptr;
+  // Batch ids continue from here (a restarted query resumes after its last committed batch).
+  BatchId first_batch_id{0};
+  // Progress records kept in memory.
+  size_t progress_history = 100;
+};
+
+class StreamingContext {
+ public:
+  StreamingContext(engine::Context* engine, StreamingOptions options);
+  // Stops (see Stop) and joins the threads.
+  ~StreamingContext();
+
+  StreamingContext(const StreamingContext&) = delete;
+  StreamingContext& operator=(const StreamingContext&) = delete;
+
+  engine::Context& engine() { return *engine_; }
+  Clock& clock() { return *clock_; }
+  Millis batch_interval() const { return options_.batch_interval; }
+  // The time of the first batch: window slides are counted from it.
+  TimePoint zero_time() const { return zero_time_; }
+
+  void AddInput(InputStreamBase* input) { inputs_.push_back(input); }
+  void AddOutput(std::function<Status(BatchInfo*)> output) {
+    outputs_.push_back(std::move(output));
+  }
+  void AddListener(BatchListener* listener) { listeners_.push_back(listener); }
+  // Called after every batch with its time: streams drop RDDs they no longer need.
+  void AddCleaner(std::function<void(BatchTime)> cleaner) {
+    cleaners_.push_back(std::move(cleaner));
+  }
+
+  // Starts the timer: the first batch is at `first_batch` (default: the next multiple of the
+  // batch interval after now), then one every interval.
+  Status Start(std::optional<TimePoint> first_batch = std::nullopt);
+
+  // Runs the batch at `time` on the calling thread, now. For tests and for `--available-now`;
+  // not while started. Returns the batch's status.
+  Status RunBatch(TimePoint time);
+
+  // Stops the timer, drops batches not yet started, lets the running one finish (outputs
+  // included), and returns. Idempotent. DeadlineExceeded when the running batch did not end
+  // within `timeout` (it still finishes; the destructor waits for it).
+  Status Stop(Millis timeout = Millis(20000));
+
+  // Blocks until the runner stops: after Stop, or after a failed batch (its status).
+  Status AwaitTermination();
+
+  std::vector<BatchProgress> RecentProgress() const;
+  int64_t batches_completed() const;
+  // Batches queued but not started.
+  size_t queued_batches() const;
+
+ private:
+  void TimerLoop(std::stop_token stop, TimePoint first);
+  void RunnerLoop(std::stop_token stop);
+  Status RunOne(TimePoint time);
+
+  engine::Context* const engine_;
+  const StreamingOptions options_;
+  Clock* const clock_;
+  TimePoint zero_time_{};
+  std::vector<InputStreamBase*> inputs_;
+  std::vector<std::function<Status(BatchInfo*)>> outputs_;
+  std::vector<BatchListener*> listeners_;
+  std::vector<std::function<void(BatchTime)>> cleaners_;
+
+  std::mutex run_mu_;  // held while a batch runs: batches never overlap
+
+  mutable std::mutex mu_;
+  std::condition_variable_any queue_cv_;
+  std::deque<TimePoint> queue_;          // guarded by mu_
+  bool started_ = false;                 // guarded by mu_
+  bool stopping_ = false;                // guarded by mu_
+  bool runner_done_ = false;             // guarded by mu_
+  bool batch_running_ = false;           // guarded by mu_
+  Status failure_;                       // guarded by mu_
+  int64_t next_batch_id_;                // guarded by run_mu_
+  int64_t completed_ = 0;                // guarded by mu_
+  std::deque<BatchProgress> progress_;   // guarded by mu_
+  std::condition_variable_any done_cv_;  // runner finished a batch or stopped
+
+  std::jthread timer_;
+  std::jthread runner_;
+};
+
+}  // namespace runnel::streaming

@@ -1,0 +1,179 @@
+// The golden data of ../shared/golden (a peer system's answers) through the flagship query in
+// batches of 1,000 records: the aggregates must be reproduced exactly.
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include "streaming/aggregation_query.h"
+#include "tests/support/subprocess.h"
+
+namespace runnel::streaming {
+namespace {
+
+std::string GoldenDir() {
+  if (const char* dir = std::getenv("RUNNEL_GOLDEN_DIR")) return dir;  // NOLINT
+  return testing::SourceDir() + "/../shared/golden";
+}
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot read " << path;
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// _id -> record, parsed.
+std::map<std::string, boost::json::value> ById(const std::vector<std::string>& records) {
+  std::map<std::string, boost::json::value> out;
+  for (const std::string& r : records) {
+    boost::json::value v = boost::json::parse(r);
+    out[std::string(v.at("_id").as_string())] = v;
+  }
+  return out;
+}
+
+AggregationOptions HourlyPages() {
+  AggregationOptions o;
+  o.name = "hourly_pages";
+  o.group_by = {"customer", "url"};
+  o.time_field = "ts";
+  o.window = {3600 * 1000, 3600 * 1000};
+  o.allowed_lateness_ms = 10 * 60 * 1000;
+  o.aggregates = {{"page_views", AggregateSpec::Kind::kCount, ""},
+                  {"visitors", AggregateSpec::Kind::kCountDistinct, "session_id"},
+                  {"referrers", AggregateSpec::Kind::kCountValues, "referrer"}};
+  return o;
+}
+
+struct RunResult {
+  std::vector<std::string> state_records;
+  std::map<std::string, boost::json::value> latest_output;  // the sink's latest record per _id
+  QueryCounters counters;
+  std::vector<BatchProgress> progress;
+};
+
+RunResult RunGolden(const std::string& input, AggregationOptions options, size_t batch_size) {
+  auto engine = engine::Context::Make({.workers = 2}).value();
+  InMemoryStateStore store;
+  auto query = AggregationQuery::Make(std::move(options), &store).value();
+  ManualClock clock(TimePoint(Millis(1'700'000'000'000)));
+  StreamingContext ssc(engine.get(), {.batch_interval = Millis(1000), .clock = &clock});
+  const std::vector<std::string> lines = ReadLines(input);
+  std::deque<std::vector<std::string>> batches;
+  for (size_t i = 0; i < lines.size(); i += batch_size) {
+    batches.emplace_back(
+        lines.begin() + static_cast<ptrdiff_t>(i),
+        lines.begin() + static_cast<ptrdiff_t>(std::min(lines.size(), i + batch_size)));
+  }
+  const size_t n = batches.size();
+  RunResult result;
+  query->Attach(QueueStream(ssc, std::move(batches), 2),
+                [&](BatchId, const std::vector<std::string>& records) {
+                  for (auto& [id, v] : ById(records)) result.latest_output[id] = v;
+                  return Status::OK();
+                });
+  for (size_t b = 0; b < n; ++b) {
+    Status st = ssc.RunBatch(clock.Now());
+    EXPECT_TRUE(st.ok()) << st;
+    clock.Advance(Millis(1000));
+  }
+  result.state_records = query->ReadRecords().value();
+  result.counters = query->counters();
+  result.progress = ssc.RecentProgress();
+  return result;
+}
+
+void ExpectSameAggregates(const std::map<std::string, boost::json::value>& got,
+                          const std::map<std::string, boost::json::value>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  int mismatches = 0;
+  for (const auto& [id, w] : want) {
+    auto it = got.find(id);
+    if (it == got.end()) {
+      if (++mismatches < 5) ADD_FAILURE() << "missing " << id;
+      continue;
+    }
+    if (it->second != w && ++mismatches < 5) {
+      ADD_FAILURE() << "differs for " << id << "\n got: " << boost::json::serialize(it->second)
+                    << "\nwant: " << boost::json::serialize(w);
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
+TEST(GoldenTest, CleanDataReproducesThePeersAggregates) {
+  RunResult r = RunGolden(GoldenDir() + "/clicks-clean.jsonl", HourlyPages(), 1000);
+  const auto want = ById(ReadLines(GoldenDir() + "/expected-clean.jsonl"));
+  ASSERT_EQ(want.size(), 480u);
+  ExpectSameAggregates(ById(r.state_records), want);
+  ExpectSameAggregates(r.latest_output, want);
+  EXPECT_EQ(r.counters.records, 20000);
+  EXPECT_EQ(r.counters.late, 0);
+  EXPECT_TRUE(r.counters.invalid.empty());
+  ASSERT_EQ(r.progress.size(), 20u);
+  EXPECT_EQ(r.progress.back().batch_id, BatchId(19));
+  EXPECT_EQ(r.progress.back().records_in, 1000);
+}
+
+TEST(GoldenTest, DirtyDataCountsInvalidAndLateAndReproducesTheRest) {
+  AggregationOptions options = HourlyPages();
+  options.allowed_lateness_ms = 60 * 60 * 1000;  // the most the golden README allows
+  RunResult r = RunGolden(GoldenDir() + "/clicks-dirty.jsonl", options, 1000);
+  const auto want = ById(ReadLines(GoldenDir() + "/expected-dirty.jsonl"));
+  ExpectSameAggregates(ById(r.state_records), want);
+  ExpectSameAggregates(r.latest_output, want);
+  int64_t invalid = 0;
+  for (const auto& [reason, n] : r.counters.invalid) invalid += n;
+  EXPECT_EQ(invalid, 30);
+  EXPECT_EQ(r.counters.late, 40);
+  EXPECT_GT(r.counters.invalid["empty"], 0);
+  EXPECT_GT(r.counters.invalid["malformed_json"], 0);
+  int64_t late_in_progress = 0;
+  for (const auto& p : r.progress) late_in_progress += p.late;
+  EXPECT_EQ(late_in_progress, 40);
+  EXPECT_NE(r.progress.back().watermark_ms, INT64_MIN);
+}
+
+TEST(GoldenTest, FinalModeEmitsEachClosedWindowOnceWithItsFinalValue) {
+  AggregationOptions options = HourlyPages();
+  options.output_mode = OutputMode::kFinal;
+  auto engine = engine::Context::Make({.workers = 2}).value();
+  InMemoryStateStore store;
+  auto query = AggregationQuery::Make(options, &store).value();
+  ManualClock clock;
+  StreamingContext ssc(engine.get(), {.batch_interval = Millis(1000), .clock = &clock});
+  const auto lines = ReadLines(GoldenDir() + "/clicks-clean.jsonl");
+  std::deque<std::vector<std::string>> batches;
+  for (size_t i = 0; i < lines.size(); i += 1000) {
+    batches.emplace_back(lines.begin() + static_cast<ptrdiff_t>(i),
+                         lines.begin() + static_cast<ptrdiff_t>(i + 1000));
+  }
+  std::map<std::string, int> emitted;
+  std::map<std::string, boost::json::value> values;
+  query->Attach(QueueStream(ssc, std::move(batches)), [&](BatchId, const auto& records) {
+    for (auto& [id, v] : ById(records)) {
+      ++emitted[id];
+      values[id] = v;
+    }
+    return Status::OK();
+  });
+  for (int b = 0; b < 20; ++b) {
+    ASSERT_TRUE(ssc.RunBatch(clock.Now()).ok());
+    clock.Advance(Millis(1000));
+  }
+  const auto want = ById(ReadLines(GoldenDir() + "/expected-clean.jsonl"));
+  // The last hour is still open (the watermark is 10 minutes behind the last event): 5 of 6
+  // hours are final, each emitted exactly once with the peer's value.
+  EXPECT_EQ(emitted.size(), 400u);
+  for (const auto& [id, n] : emitted) {
+    EXPECT_EQ(n, 1) << id;
+    EXPECT_EQ(values[id], want.at(id)) << id;
+  }
+}
+
+}  // namespace
+}  // namespace runnel::streaming
