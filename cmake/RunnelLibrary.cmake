@@ -15,8 +15,5 @@ function(runnel_test name)
   cmake_parse_arguments(ARG "" "LABEL" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} runnel_test_support GTest::gmock GTest::gtest_main)
-  gtest_discover_tests(${name}
-    PROPERTIES LABELS ${ARG_LABEL}
-    ENVIRONMENT "RUNNEL_BINARY=$<TARGET_FILE:runnel>;RUNNEL_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
-    DISCOVERY_TIMEOUT 60)
+  gtest_discover_tests(${name} PROPERTIES LABELS ${ARG_LABEL} DISCOVERY_TIMEOUT 60)
 endfunction()

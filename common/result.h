@@ -38,11 +38,12 @@ class [[nodiscard]] Result {
   // Requires ok(). Aborts with the status otherwise: reading a value that is not there is a bug.
   const T& value() const& { return (CheckOk(), std::get<T>(repr_)); }
   T& value() & { return (CheckOk(), std::get<T>(repr_)); }
-  T&& value() && { return (CheckOk(), std::get<T>(std::move(repr_))); }
+  // By value: `for (auto& x : F().value())` must not bind to a dying Result.
+  T value() && { return (CheckOk(), std::get<T>(std::move(repr_))); }
 
   const T& operator*() const& { return value(); }
   T& operator*() & { return value(); }
-  T&& operator*() && { return std::move(*this).value(); }
+  T operator*() && { return std::move(*this).value(); }
   const T* operator->() const { return &value(); }
   T* operator->() { return &value(); }
 

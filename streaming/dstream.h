@@ -14,11 +14,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "engine/rdd.h"
+#include "streaming/state_store.h"
 #include "streaming/streaming_context.h"
 
 namespace runnel::streaming {
@@ -87,7 +89,9 @@ class DStreamNode : public DStreamNodeBase {
     }
   }
 
-  std::mutex mu_;
+  // Recursive: a node may ask itself for an earlier batch's RDD while computing (the
+  // incremental window reads the previous window).
+  std::recursive_mutex mu_;
   std::map<int64_t, std::optional<engine::Rdd<T>>> generated_;  // guarded by mu_
 };
 
@@ -321,6 +325,102 @@ class ReducedWindowedNode final : public DStreamNode<std::pair<K, V>> {
   int64_t windows_ = 0;
 };
 
+// UpdateStateByKey over a StateStore: per batch, for every key with new values (and every key
+// idle for `timeout`, with no values and timed_out set), state = update(key, values, state,
+// timed_out); nullopt removes the key. Changes commit to the store once per batch. The stream's
+// RDD holds the keys updated in the batch with their new state.
+template <typename K, typename V, typename S>
+class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
+ public:
+  using UpdateFn = std::function<std::optional<S>(const K&, const std::vector<V>&, std::optional<S>,
+                                                  bool timed_out)>;
+  StateUpdateNode(std::shared_ptr<DStreamNode<std::pair<K, V>>> parent, StateStore* store,
+                  std::string ns, UpdateFn update, Millis timeout)
+      : DStreamNode<std::pair<K, S>>(&parent->ssc(), parent->slide(), {parent.get()}),
+        parent_(std::move(parent)),
+        store_(store),
+        ns_(std::move(ns)),
+        update_(std::move(update)),
+        timeout_(timeout) {}
+
+ protected:
+  Result<std::optional<engine::Rdd<std::pair<K, S>>>> Compute(BatchTime t) override {
+    ASSIGN_OR_RETURN(auto in, parent_->GetOrCompute(t));
+    if (!in) return std::optional<engine::Rdd<std::pair<K, S>>>();
+    ASSIGN_OR_RETURN(auto grouped, in->GroupByKey().Collect());
+    if (!next_batch_) {
+      ASSIGN_OR_RETURN(auto last, store_->LastCommitted(ns_));
+      next_batch_ = last ? last->batch_id.value() + 1 : 0;
+    }
+    BatchCommit commit;
+    commit.ns = ns_;
+    commit.batch_id = BatchId(*next_batch_);
+    std::vector<std::pair<K, S>> updated;
+    std::set<std::string> touched;
+    auto apply = [&](const K& key, const std::string& skey, const std::vector<V>& values,
+                     std::optional<S> old, bool timed_out) {
+      std::optional<S> next = update_(key, values, std::move(old), timed_out);
+      touched.insert(skey);
+      if (!next) {
+        commit.deletes.push_back(skey);
+        return;
+      }
+      std::string bytes;
+      engine::Serde<int64_t>::Write(t.value(), &bytes);
+      engine::Serde<S>::Write(*next, &bytes);
+      commit.puts.emplace_back(skey, std::move(bytes));
+      updated.emplace_back(key, std::move(*next));
+    };
+    for (auto& [key, values] : grouped) {
+      std::string skey;
+      engine::Serde<K>::Write(key, &skey);
+      ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(ns_, skey));
+      std::optional<S> old;
+      if (stored) {
+        ASSIGN_OR_RETURN(auto decoded, Decode(*stored));
+        old = std::move(decoded.second);
+      }
+      apply(key, skey, values, std::move(old), false);
+    }
+    if (timeout_ > Millis::zero()) {
+      std::vector<std::pair<std::string, std::string>> idle;
+      RETURN_NOT_OK(store_->Scan(ns_, "", "", [&](const std::string& k, const std::string& v) {
+        if (!touched.contains(k)) idle.emplace_back(k, v);
+        return true;
+      }));
+      for (const auto& [skey, bytes] : idle) {
+        ASSIGN_OR_RETURN(auto decoded, Decode(bytes));
+        if (decoded.first > t.value() - timeout_.count()) continue;
+        K key{};
+        std::string_view view = skey;
+        if (!engine::Serde<K>::Read(&view, &key)) return Status::Corruption(ns_ + ": bad key");
+        apply(key, skey, {}, std::move(decoded.second), true);
+      }
+    }
+    RETURN_NOT_OK(store_->Commit(commit));
+    ++*next_batch_;
+    return std::optional(this->ssc().engine().Parallelize(std::move(updated), 1));
+  }
+
+ private:
+  // (last update time, state)
+  Result<std::pair<int64_t, S>> Decode(std::string_view bytes) const {
+    std::pair<int64_t, S> out{};
+    if (!engine::Serde<int64_t>::Read(&bytes, &out.first) ||
+        !engine::Serde<S>::Read(&bytes, &out.second)) {
+      return Status::Corruption(ns_ + ": malformed state value");
+    }
+    return out;
+  }
+
+  const std::shared_ptr<DStreamNode<std::pair<K, V>>> parent_;
+  StateStore* const store_;
+  const std::string ns_;
+  const UpdateFn update_;
+  const Millis timeout_;
+  std::optional<int64_t> next_batch_;  // runner thread only
+};
+
 // ---- The handle ----
 
 template <typename T>
@@ -401,6 +501,19 @@ class DStream {
         .Transform([](const engine::Rdd<std::pair<int, int64_t>>& rdd, BatchTime) {
           return rdd.Values();
         });
+  }
+
+  // Keeps per-key state S across batches in `store` under namespace `ns`:
+  // update(key, this batch's values, previous state, timed_out) -> new state, or nullopt to
+  // remove it. With a timeout, keys idle that long are offered once more with no values and
+  // timed_out = true.
+  template <typename S, typename Update>
+  auto UpdateStateByKey(StateStore* store, std::string ns, Update update,
+                        Millis timeout = Millis(0)) const {
+    using K = typename engine::PairTraits<T>::Key;
+    using V = typename engine::PairTraits<T>::Value;
+    return DStream<std::pair<K, S>>(std::make_shared<StateUpdateNode<K, V, S>>(
+        node_, store, std::move(ns), std::move(update), timeout));
   }
 
   // Runs fn(rdd, info) for every batch: the output operation.

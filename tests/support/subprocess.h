@@ -15,10 +15,10 @@ struct ProcessOutput {
 // Runs `argv` (argv[0] is a path or a name on PATH) to completion with stdin closed.
 ProcessOutput RunProcess(const std::vector<std::string>& argv);
 
-// The path of the `runnel` binary under test (from $RUNNEL_BINARY, set by CTest).
+// The path of the `runnel` binary under test ($RUNNEL_BINARY, else the one this build made).
 std::string RunnelBinary();
 
-// The source tree's root (from $RUNNEL_SOURCE_DIR, set by CTest).
+// The source tree's root ($RUNNEL_SOURCE_DIR, else the one this build was configured from).
 std::string SourceDir();
 
 }  // namespace runnel::testing

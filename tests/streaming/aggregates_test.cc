@@ -1,0 +1,111 @@
+#include "streaming/aggregates.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+namespace runnel::streaming {
+namespace {
+
+using Kind = AggregateSpec::Kind;
+
+AggCell Of(const AggregateSpec& spec, const std::vector<std::string>& values) {
+  AggCell c;
+  for (const auto& v : values) EXPECT_TRUE(AddValue(spec, v, &c).ok());
+  return c;
+}
+
+std::vector<AggregateSpec> AllKinds() {
+  return {{"n", Kind::kCount, ""},
+          {"d", Kind::kCountDistinct, "f"},
+          {"h", Kind::kApproxDistinct, "f", 6},
+          {"v", Kind::kCountValues, "f"},
+          {"s", Kind::kSum, "f"},
+          {"lo", Kind::kMin, "f"},
+          {"hi", Kind::kMax, "f"}};
+}
+
+TEST(AggregatesTest, MergeIsAssociativeAndCommutativeForEveryKind) {
+  std::mt19937 rng(1);
+  for (const AggregateSpec& spec : AllKinds()) {
+    auto random_cell = [&] {
+      std::vector<std::string> values;
+      for (int i = 0; i < 40; ++i) values.push_back(std::to_string(rng() % 50));
+      return Of(spec, values);
+    };
+    const AggCell a = random_cell(), b = random_cell(), c = random_cell();
+    AggCell ab_c = a;
+    Merge(spec, b, &ab_c);
+    Merge(spec, c, &ab_c);
+    AggCell bc = b;
+    Merge(spec, c, &bc);
+    AggCell a_bc = a;
+    Merge(spec, bc, &a_bc);
+    AggCell cba = c;
+    Merge(spec, b, &cba);
+    Merge(spec, a, &cba);
+    EXPECT_EQ(ScalarValue(spec, ab_c), ScalarValue(spec, a_bc)) << spec.name;
+    EXPECT_EQ(ScalarValue(spec, ab_c), ScalarValue(spec, cba)) << spec.name;
+    EXPECT_EQ(ab_c.values, cba.values) << spec.name;
+  }
+}
+
+TEST(AggregatesTest, ValuesOfEachKind) {
+  const auto specs = AllKinds();
+  const std::vector<std::string> values = {"3", "1", "3", "7.5"};
+  EXPECT_EQ(ScalarValue(specs[0], Of(specs[0], values)), 4);
+  EXPECT_EQ(ScalarValue(specs[1], Of(specs[1], values)), 3);
+  EXPECT_EQ(ScalarValue(specs[2], Of(specs[2], values)), 3);
+  EXPECT_EQ(Of(specs[3], values).values,
+            (std::map<std::string, int64_t>{{"1", 1}, {"3", 2}, {"7.5", 1}}));
+  EXPECT_DOUBLE_EQ(ScalarValue(specs[4], Of(specs[4], values)), 14.5);
+  EXPECT_DOUBLE_EQ(ScalarValue(specs[5], Of(specs[5], values)), 1);
+  EXPECT_DOUBLE_EQ(ScalarValue(specs[6], Of(specs[6], values)), 7.5);
+  AggCell c;
+  EXPECT_FALSE(AddValue(specs[4], "seven", &c).ok());
+}
+
+TEST(AggregatesTest, TopKFoldsTheRestIntoOther) {
+  AggregateSpec spec{"r", Kind::kCountValues, "f", 14, 2};
+  AggCell c = Of(spec, {"a", "a", "a", "b", "b", "c", "d"});
+  EXPECT_EQ(c.values, (std::map<std::string, int64_t>{{"a", 3}, {"b", 2}, {"__other__", 2}}));
+}
+
+TEST(AggregatesTest, RowsRoundTripTheirEncoding) {
+  const auto specs = AllKinds();
+  AggRow row;
+  for (const auto& spec : specs) row.push_back(Of(spec, {"1", "2", "2", "9"}));
+  auto decoded = DecodeRow(EncodeRow(row));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(*decoded, row);
+  std::string bytes = EncodeRow(row);
+  bytes[0] = 9;
+  EXPECT_EQ(DecodeRow(bytes).status().code(), StatusCode::kCorruption);
+  EXPECT_FALSE(DecodeRow(EncodeRow(row).substr(0, 10)).ok());
+}
+
+TEST(HyperLogLogTest, MillionDistinctWithinThreeStandardErrors) {
+  AggregateSpec spec{"h", Kind::kApproxDistinct, "f", 14};
+  AggCell a, b;
+  for (int i = 0; i < 1'000'000; ++i) {
+    ASSERT_TRUE(AddValue(spec, "session-" + std::to_string(i), i % 2 ? &a : &b).ok());
+  }
+  Merge(spec, b, &a);
+  const double estimate = ScalarValue(spec, a);
+  const double se = StandardError(spec, a);
+  EXPECT_NEAR(se, 1.04 / 128, 1e-9);
+  EXPECT_LT(std::abs(estimate - 1e6) / 1e6, 3 * se) << estimate;
+  EXPECT_EQ(a.registers.size(), 16384u);
+  EXPECT_TRUE(a.hashes.empty());
+}
+
+TEST(HyperLogLogTest, SmallSetsStayExactAndSparse) {
+  AggregateSpec spec{"h", Kind::kApproxDistinct, "f", 14};
+  AggCell c = Of(spec, {"a", "b", "a", "c"});
+  EXPECT_EQ(ScalarValue(spec, c), 3);
+  EXPECT_EQ(StandardError(spec, c), 0);
+  EXPECT_TRUE(c.registers.empty());
+}
+
+}  // namespace
+}  // namespace runnel::streaming

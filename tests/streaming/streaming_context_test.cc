@@ -1,0 +1,161 @@
+// The batch timer and runner, on a manual clock: no test here sleeps for time to pass.
+#include "streaming/streaming_context.h"
+
+#include <atomic>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "streaming/dstream.h"
+
+namespace runnel::streaming {
+namespace {
+
+TimePoint At(int64_t ms) { return TimePoint(Millis(ms)); }
+
+// Blocks until `ssc` completed `n` batches (the runner works on its own thread).
+void AwaitBatches(const StreamingContext& ssc, int64_t n) {
+  while (ssc.batches_completed() < n) std::this_thread::yield();
+}
+
+void AwaitTimerParked(const ManualClock& clock) {
+  while (clock.waiters() == 0) std::this_thread::yield();
+}
+
+class StreamingContextTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<engine::Context> engine_ = engine::Context::Make({.workers = 2}).value();
+  ManualClock clock_{At(10'000)};
+};
+
+TEST_F(StreamingContextTest, BatchesFireAtEachIntervalWithDenseIds) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
+  std::vector<int64_t> times;
+  std::mutex mu;
+  auto stream = QueueStream<int>(ssc, {{1, 2}, {3}, {}, {4, 5, 6}});
+  stream.ForeachRdd([&](const engine::Rdd<int>&, BatchInfo* info) {
+    std::lock_guard lock(mu);
+    times.push_back(info->progress.batch_time.value());
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.Start().ok());
+  EXPECT_EQ(ssc.zero_time(), At(11'000));  // the next whole interval after now
+  AwaitTimerParked(clock_);
+  EXPECT_EQ(ssc.batches_completed(), 0) << "no batch before its time";
+  for (int i = 1; i <= 4; ++i) {
+    clock_.Set(At(10'000 + 1000 * i));
+    AwaitBatches(ssc, i);
+  }
+  ASSERT_TRUE(ssc.Stop().ok());
+  EXPECT_EQ(times, (std::vector<int64_t>{11'000, 12'000, 13'000, 14'000}));
+  const auto progress = ssc.RecentProgress();
+  ASSERT_EQ(progress.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(progress[i].batch_id, BatchId(i));
+  EXPECT_EQ(progress[0].records_in, 2);
+  EXPECT_EQ(progress[3].records_in, 3);
+}
+
+TEST_F(StreamingContextTest, SlowBatchDelaysTheNextWhichShowsSchedulingDelay) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
+  std::atomic<bool> release{false};
+  std::atomic<int> running{0};
+  std::atomic<int> max_running{0};
+  auto stream = QueueStream<int>(ssc, {});
+  stream.ForeachRdd([&](const engine::Rdd<int>&, BatchInfo* info) {
+    max_running = std::max(max_running.load(), ++running);
+    if (info->progress.batch_id == BatchId(0)) {
+      while (!release.load()) std::this_thread::yield();  // batch 0 is slow
+    }
+    --running;
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.Start(At(11'000)).ok());
+  clock_.Set(At(11'000));  // batch 0 starts and hangs
+  while (running.load() == 0) std::this_thread::yield();
+  clock_.Set(At(13'500));  // batches at 12s and 13s come due while 0 runs
+  while (ssc.queued_batches() < 2) std::this_thread::yield();
+  release = true;
+  AwaitBatches(ssc, 3);
+  ASSERT_TRUE(ssc.Stop().ok());
+  EXPECT_EQ(max_running.load(), 1) << "batches never overlap";
+  const auto progress = ssc.RecentProgress();
+  ASSERT_EQ(progress.size(), 3u);
+  EXPECT_DOUBLE_EQ(progress[1].scheduling_delay_seconds, 1.5);  // due at 12s, started at 13.5s
+  EXPECT_DOUBLE_EQ(progress[2].scheduling_delay_seconds, 0.5);
+}
+
+TEST_F(StreamingContextTest, StopFinishesTheRunningBatchAndDropsQueuedOnes) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
+  std::atomic<bool> in_batch{false};
+  std::atomic<bool> release{false};
+  std::atomic<int> outputs{0};
+  auto stream = QueueStream<int>(ssc, {});
+  stream.ForeachRdd([&](const engine::Rdd<int>&, BatchInfo*) {
+    in_batch = true;
+    while (!release.load()) std::this_thread::yield();
+    ++outputs;
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.Start(At(11'000)).ok());
+  clock_.Set(At(15'000));  // five batches due; the first runs, the rest queue
+  while (!in_batch.load()) std::this_thread::yield();
+  std::thread releaser([&] {
+    while (ssc.queued_batches() != 0) std::this_thread::yield();  // Stop dropped the queue
+    release = true;
+  });
+  EXPECT_TRUE(ssc.Stop(Millis(60'000)).ok());
+  releaser.join();
+  EXPECT_EQ(outputs.load(), 1) << "the running batch finished, its outputs ran, nothing more";
+  EXPECT_TRUE(ssc.Stop().ok()) << "idempotent";
+  EXPECT_TRUE(ssc.AwaitTermination().ok());
+}
+
+TEST_F(StreamingContextTest, StopTimesOutWhenTheBatchDoesNotFinish) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
+  std::atomic<bool> in_batch{false};
+  std::atomic<bool> release{false};
+  auto stream = QueueStream<int>(ssc, {});
+  stream.ForeachRdd([&](const engine::Rdd<int>&, BatchInfo*) {
+    in_batch = true;
+    while (!release.load()) std::this_thread::yield();
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.Start(At(11'000)).ok());
+  clock_.Set(At(11'000));
+  while (!in_batch.load()) std::this_thread::yield();
+  EXPECT_EQ(ssc.Stop(Millis(10)).code(), StatusCode::kDeadlineExceeded);
+  release = true;  // the destructor waits for it
+}
+
+TEST_F(StreamingContextTest, FailedBatchStopsTheStreamWithItsError) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
+  auto stream = QueueStream<int>(ssc, {});
+  stream.ForeachRdd([&](const engine::Rdd<int>&, BatchInfo* info) {
+    if (info->progress.batch_id == BatchId(1)) return Status::IOError("disk full");
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.Start(At(11'000)).ok());
+  clock_.Set(At(20'000));
+  Status st = ssc.AwaitTermination();
+  EXPECT_EQ(st.code(), StatusCode::kIOError);
+  EXPECT_EQ(ssc.batches_completed(), 1);
+  const auto progress = ssc.RecentProgress();
+  ASSERT_EQ(progress.size(), 2u);
+  EXPECT_FALSE(progress[1].status.ok());
+}
+
+TEST_F(StreamingContextTest, BatchIdsContinueFromTheFirstBatchId) {
+  StreamingContext ssc(
+      engine_.get(),
+      {.batch_interval = Millis(1000), .clock = &clock_, .first_batch_id = BatchId(41)});
+  auto stream = QueueStream<int>(ssc, {{1}});
+  stream.ForeachRdd([](const engine::Rdd<int>&, BatchInfo*) { return Status::OK(); });
+  ASSERT_TRUE(ssc.RunBatch(At(11'000)).ok());
+  ASSERT_TRUE(ssc.RunBatch(At(12'000)).ok());
+  const auto progress = ssc.RecentProgress();
+  EXPECT_EQ(progress[0].batch_id, BatchId(41));
+  EXPECT_EQ(progress[1].batch_id, BatchId(42));
+}
+
+}  // namespace
+}  // namespace runnel::streaming
