@@ -26,6 +26,13 @@ namespace runnel::engine {
 template <typename T>
 class Rdd;
 
+// A byte range of a text file: it owns the lines that start inside [begin, end).
+struct Split {
+  std::string path;
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+
 struct ContextOptions {
   // Worker threads (task slots) shared by all jobs. Config: engine.workers.
   int workers = 2;
@@ -62,6 +69,8 @@ class Context {
   // partition; a larger one is cut into byte ranges, each line read by the range it starts in.
   Result<Rdd<std::string>> TextFile(const std::vector<std::string>& paths,
                                     int64_t split_bytes = int64_t{32} << 20);
+  // Lines of exactly these ranges, one partition each (a file source's batch).
+  Rdd<std::string> TextRanges(std::vector<Split> ranges, std::string name = "textRanges");
 
   template <typename T>
   Accumulator<T> MakeAccumulator(T zero, std::function<T(T, T)> merge) {

@@ -12,16 +12,11 @@
 namespace runnel::engine {
 namespace {
 
-struct Split {
-  std::string path;
-  int64_t begin = 0;  // the split owns the lines that start in [begin, end)
-  int64_t end = 0;
-};
-
 class TextFileNode final : public RddNode<std::string> {
  public:
-  TextFileNode(Context* ctx, std::vector<Split> splits)
-      : RddNode<std::string>(ctx, "textFile", static_cast<int>(splits.size()), {}, std::nullopt),
+  TextFileNode(Context* ctx, std::vector<Split> splits, std::string name)
+      : RddNode<std::string>(ctx, std::move(name), static_cast<int>(splits.size()), {},
+                             std::nullopt),
         splits_(std::move(splits)) {}
 
  protected:
@@ -103,7 +98,12 @@ Result<Rdd<std::string>> Context::TextFile(const std::vector<std::string>& paths
     }
   }
   if (splits.empty()) return Status::InvalidArgument("TextFile needs at least one file");
-  return Rdd<std::string>(std::make_shared<TextFileNode>(this, std::move(splits)));
+  return Rdd<std::string>(std::make_shared<TextFileNode>(this, std::move(splits), "textFile"));
+}
+
+Rdd<std::string> Context::TextRanges(std::vector<Split> ranges, std::string name) {
+  if (ranges.empty()) return Parallelize(std::vector<std::string>{}, 1);
+  return Rdd<std::string>(std::make_shared<TextFileNode>(this, std::move(ranges), std::move(name)));
 }
 
 }  // namespace runnel::engine

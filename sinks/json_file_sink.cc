@@ -1,0 +1,90 @@
+#include "sinks/json_file_sink.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include "common/file_util.h"
+
+namespace runnel::sinks {
+namespace {
+
+Status FsyncPath(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open " + path, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::FromErrno("fsync " + path, err);
+  return Status::OK();
+}
+
+}  // namespace
+
+JsonFileSink::JsonFileSink(std::string root, std::string query)
+    : dir_(std::move(root) + "/" + std::move(query)) {}
+
+Status JsonFileSink::Write(BatchId batch, const std::vector<std::string>& records) {
+  if (records.empty()) return Status::OK();
+  RETURN_NOT_OK(MakeDirs(dir_));
+  const std::string final_dir = fmt::format("{}/batch={}", dir_, batch);
+  const std::string tmp_dir = fmt::format("{}/.tmp-batch={}", dir_, batch);
+  std::error_code ec;
+  std::filesystem::remove_all(tmp_dir, ec);
+  RETURN_NOT_OK(MakeDirs(tmp_dir));
+  std::string content;
+  for (const std::string& r : records) {
+    content += r;
+    content.push_back('\n');
+  }
+  const std::string part = tmp_dir + "/part-00000.jsonl";
+  RETURN_NOT_OK(WriteFileAtomically(part, content));
+  RETURN_NOT_OK(FsyncPath(part));
+  RETURN_NOT_OK(FsyncPath(tmp_dir));
+  // A rerun of the batch replaces what its earlier run wrote.
+  std::filesystem::remove_all(final_dir, ec);
+  if (ec) return Status::IOError(fmt::format("remove {}: {}", final_dir, ec.message()));
+  std::filesystem::rename(tmp_dir, final_dir, ec);
+  if (ec) return Status::IOError(fmt::format("rename {}: {}", tmp_dir, ec.message()));
+  return FsyncPath(dir_);
+}
+
+Result<std::vector<std::string>> JsonFileSink::ReadLatest(const std::string& query_dir) {
+  std::map<int64_t, std::string> batches;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(query_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("batch=")) continue;
+    batches[std::stoll(name.substr(6))] = entry.path().string();
+  }
+  if (ec) return Status::IOError(fmt::format("list {}: {}", query_dir, ec.message()));
+  std::map<std::string, std::string> latest;
+  for (const auto& [id, dir] : batches) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(dir + "/part-00000.jsonl"));
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      std::string line = text.substr(start, end - start);
+      start = end + 1;
+      if (line.empty()) continue;
+      boost::system::error_code jec;
+      boost::json::value v = boost::json::parse(line, jec);
+      if (jec || !v.is_object() || !v.as_object().contains("_id")) {
+        return Status::Corruption(fmt::format("{}: a line is not an output record", dir));
+      }
+      latest[std::string(v.at("_id").as_string())] = line;
+    }
+  }
+  std::vector<std::string> out;
+  for (auto& [id, line] : latest) out.push_back(std::move(line));
+  return out;
+}
+
+}  // namespace runnel::sinks

@@ -1,0 +1,38 @@
+// JsonFileSink: a query's output records as JSON lines under PATH/QUERY/batch=ID/part-00000.jsonl.
+//
+// A batch's files are written into a temporary directory, fsynced, and the directory renamed
+// to batch=ID (the parent fsynced too): a batch directory is complete once it exists. Writing
+// the same batch again (a batch rerun after a crash between output and commit) replaces its
+// directory, so the sink's content is exact after any crash. The latest batch holding an _id
+// has its current value. Empty batches write nothing.
+//
+// Thread safety: Write may be called from one thread at a time per query.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+#include "common/result.h"
+
+namespace runnel::sinks {
+
+class JsonFileSink {
+ public:
+  // `root` is the configured path; `query` a validated query name (no '/', no "..").
+  JsonFileSink(std::string root, std::string query);
+
+  Status Write(BatchId batch, const std::vector<std::string>& records);
+
+  // PATH/QUERY
+  const std::string& dir() const { return dir_; }
+
+  // The latest value per _id over all batch directories (for tests and tools): reads every
+  // batch=N in order of N.
+  static Result<std::vector<std::string>> ReadLatest(const std::string& query_dir);
+
+ private:
+  const std::string dir_;
+};
+
+}  // namespace runnel::sinks
