@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,7 +11,10 @@
 
 #include "common/build_info.h"
 #include "common/logging.h"
+#include "service/config.h"
 #include "service/exit_codes.h"
+#include "service/runner.h"
+#include "sources/generator.h"
 
 namespace runnel {
 namespace {
@@ -27,6 +31,9 @@ struct CliOptions {
   std::vector<std::string> topics;
   int64_t events = 0;
   uint64_t seed = 1;
+  int customers = 1;
+  double late_fraction = 0;
+  double malformed_fraction = 0;
   std::string out_path;
   std::string bootstrap;
   std::string topic;
@@ -38,6 +45,50 @@ int NotImplemented(std::string_view command) {
   std::cerr << fmt::format("runnel {}: not implemented in this build ({} {})\n", command,
                            BuildVersion(), BuildCommit());
   return kExitUnavailable;
+}
+
+// Loads the config, printing every problem as file:line:col: message.
+std::optional<service::Config> LoadOrReport(const std::string& path) {
+  std::vector<service::ConfigError> errors;
+  auto config = service::LoadConfig(path, &errors);
+  for (const auto& e : errors) std::cerr << e.ToString() << "\n";
+  if (!config.ok()) return std::nullopt;
+  return std::move(config).value();
+}
+
+int Validate(const CliOptions& opts) {
+  auto config = LoadOrReport(opts.config_path);
+  if (!config) return kExitConfig;
+  std::cout << fmt::format("{}: ok ({} sources, {} queries)\n", opts.config_path,
+                           config->sources.size(), config->queries.size());
+  return kExitOk;
+}
+
+int Run(const CliOptions& opts, bool log_format_given) {
+  auto config = LoadOrReport(opts.config_path);
+  if (!config) return kExitConfig;
+  if (!log_format_given) {
+    LoggingOptions logging;
+    logging.format = *ParseLogFormat(config->log_format);
+    logging.level = *ParseLogLevel(opts.log_level);
+    ConfigureLogging(logging);
+  }
+  return service::RunService(*config, {.available_now = opts.available_now});
+}
+
+int Gen(const CliOptions& opts) {
+  if (opts.out_path.empty()) return NotImplemented("gen --bootstrap (Kafka producing)");
+  sources::GeneratorOptions gen{.events = opts.events,
+                                .seed = opts.seed,
+                                .customers = opts.customers,
+                                .late_fraction = opts.late_fraction,
+                                .malformed_fraction = opts.malformed_fraction};
+  Status st = sources::GenerateToFile(gen, opts.out_path);
+  if (!st.ok()) {
+    std::cerr << "runnel gen: " << st.ToString() << "\n";
+    return kExitFailure;
+  }
+  return kExitOk;
 }
 
 std::string VersionText() {
@@ -54,8 +105,9 @@ int RunCli(int argc, char** argv) {
   app.set_version_flag("--version", VersionText, "Print the version and git commit, then exit");
   app.require_subcommand(0, 1);
   app.option_defaults()->always_capture_default();
-  app.add_option("--log-format", opts.log_format, "Log format: text or json")
-      ->check(CLI::IsMember({"text", "json"}));
+  auto* log_format = app.add_option("--log-format", opts.log_format,
+                                    "Log format: text or json (default: the config's)")
+                         ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--log-level", opts.log_level, "trace|debug|info|warn|error|critical|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
 
@@ -63,11 +115,11 @@ int RunCli(int argc, char** argv) {
   run->add_option("--config", opts.config_path, "YAML config file")->required();
   run->add_flag("--available-now", opts.available_now,
                 "Process what the sources hold now, checkpoint, exit 0");
-  run->callback([&] { action = [] { return NotImplemented("run"); }; });
+  run->callback([&] { action = [&] { return Run(opts, log_format->count() > 0); }; });
 
   auto* validate = app.add_subcommand("validate", "Check a config file; exit 78 listing errors");
   validate->add_option("--config", opts.config_path, "YAML config file")->required();
-  validate->callback([&] { action = [] { return NotImplemented("validate"); }; });
+  validate->callback([&] { action = [&] { return Validate(opts); }; });
 
   auto* demo = app.add_subcommand("demo", "Embedded broker + generator + service");
   demo->add_option("--duration", opts.duration, "How long to run, e.g. 60s");
@@ -86,8 +138,14 @@ int RunCli(int argc, char** argv) {
   auto* out = gen->add_option("--out", opts.out_path, "Write JSON lines to FILE");
   auto* bootstrap = gen->add_option("--bootstrap", opts.bootstrap, "Kafka bootstrap servers");
   gen->add_option("--topic", opts.topic, "Kafka topic")->needs(bootstrap);
+  gen->add_option("--customers", opts.customers, "Customers: a.com, c1.example, ...")
+      ->check(CLI::Range(1, 1000));
+  gen->add_option("--late-fraction", opts.late_fraction, "Events moved 4h back")
+      ->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--malformed-fraction", opts.malformed_fraction, "Lines that are not JSON")
+      ->check(CLI::Range(0.0, 1.0));
   out->excludes(bootstrap);
-  gen->callback([&] { action = [] { return NotImplemented("gen"); }; });
+  gen->callback([&] { action = [&] { return Gen(opts); }; });
 
   auto* checkpoint = app.add_subcommand("checkpoint", "List, inspect or verify checkpoints");
   checkpoint->require_subcommand(1);

@@ -133,6 +133,16 @@ Status FileSource::Plan(streaming::BatchInfo* info) {
   return Status::OK();
 }
 
+bool FileSource::HasPendingData() const {
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < files_.size(); ++i) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(files_[i], ec);
+    if (!ec && static_cast<int64_t>(size) > positions_[i].byte) return true;
+  }
+  return false;
+}
+
 bool FileSource::exhausted() const {
   std::lock_guard lock(mu_);
   return exhausted_;

@@ -46,6 +46,8 @@ class FileSource final : public streaming::DStreamNode<std::string>,
 
   // True when the last planned batch found nothing left to read.
   bool exhausted() const;
+  // True when a file holds bytes past this source's position (what --available-now drains).
+  bool HasPendingData() const;
 
  protected:
   Result<std::optional<engine::Rdd<std::string>>> Compute(BatchTime t) override;

@@ -87,6 +87,12 @@ Status StreamingContext::RunBatch(TimePoint time) {
     std::lock_guard lock(mu_);
     if (started_) return Status::FailedPrecondition("RunBatch while the timer runs");
     if (zero_time_ == TimePoint{}) zero_time_ = time;
+    // Off the batch grid, windowed streams would plan input they never compute.
+    if ((time - zero_time_) % options_.batch_interval != Millis::zero() || time < zero_time_) {
+      return Status::InvalidArgument(
+          fmt::format("batch time {} is not a whole number of intervals after the first batch",
+                      time.time_since_epoch().count()));
+    }
   }
   return RunOne(time);
 }

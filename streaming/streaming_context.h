@@ -111,7 +111,8 @@ class StreamingContext {
   Status Start(std::optional<TimePoint> first_batch = std::nullopt);
 
   // Runs the batch at `time` on the calling thread, now. For tests and for `--available-now`;
-  // not while started. Returns the batch's status.
+  // not while started. The first call fixes the zero time; later times must be whole batch
+  // intervals after it. Returns the batch's status.
   Status RunBatch(TimePoint time);
 
   // Stops the timer, drops batches not yet started, lets the running one finish (outputs

@@ -1,0 +1,483 @@
+#include "service/config.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <regex>
+#include <set>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "common/file_util.h"
+
+namespace runnel::service {
+namespace {
+
+using streaming::AggregateSpec;
+
+// Replaces ${VAR} and ${VAR:-default} in `text`; reports unset variables without a default.
+std::string Interpolate(const std::string& text, const std::string& file,
+                        std::vector<ConfigError>* errors) {
+  std::string out;
+  int line = 1;
+  int col = 1;
+  for (size_t i = 0; i < text.size();) {
+    if (text.compare(i, 2, "${") == 0) {
+      const size_t close = text.find('}', i + 2);
+      const size_t newline = text.find('\n', i);
+      if (close == std::string::npos || close > newline) {
+        errors->push_back({file, line, col, "unterminated ${...}"});
+        out += text.substr(i, 2);
+        i += 2;
+        col += 2;
+        continue;
+      }
+      const std::string inner = text.substr(i + 2, close - i - 2);
+      const size_t dflt = inner.find(":-");
+      const std::string name = inner.substr(0, dflt);
+      const char* value = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): startup
+      if (value != nullptr && *value != '\0') {
+        out += value;
+      } else if (dflt != std::string::npos) {
+        out += inner.substr(dflt + 2);
+      } else {
+        errors->push_back({file, line, col,
+                           fmt::format("environment variable {} is not set and has no default "
+                                       "(write ${{{}:-value}})",
+                                       name, name)});
+      }
+      col += static_cast<int>(close + 1 - i);
+      i = close + 1;
+      continue;
+    }
+    if (text[i] == '\n') {
+      ++line;
+      col = 0;
+    }
+    out.push_back(text[i++]);
+    ++col;
+  }
+  return out;
+}
+
+class Validator {
+ public:
+  Validator(std::string file, std::vector<ConfigError>* errors)
+      : file_(std::move(file)), errors_(errors) {}
+
+  void Error(const YAML::Node& at, const std::string& message) {
+    const YAML::Mark mark = at.Mark();
+    errors_->push_back({file_, mark.line + 1, mark.column + 1, message});
+  }
+
+  // Unknown keys of a map are errors; a non-map is one too.
+  bool Keys(const YAML::Node& node, const std::string& what, const std::set<std::string>& allowed) {
+    if (!node.IsMap()) {
+      Error(node, fmt::format("{} must be a mapping", what));
+      return false;
+    }
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      if (!allowed.contains(key)) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        Error(it->first, fmt::format("unknown key '{}' in {} (known: {})", key, what, list));
+      }
+    }
+    return true;
+  }
+
+  bool String(const YAML::Node& parent, const char* key, std::string* out, bool required = false) {
+    const YAML::Node n = parent[key];
+    if (!n) {
+      if (required) Error(parent, fmt::format("missing required key '{}'", key));
+      return false;
+    }
+    if (!n.IsScalar()) {
+      Error(n, fmt::format("'{}' must be a string", key));
+      return false;
+    }
+    *out = n.Scalar();
+    return true;
+  }
+
+  template <typename Int>
+  bool Integer(const YAML::Node& parent, const char* key, Int* out, int64_t min, int64_t max) {
+    const YAML::Node n = parent[key];
+    if (!n) return false;
+    int64_t v = 0;
+    if (!n.IsScalar() || !YAML::convert<int64_t>::decode(n, v)) {
+      Error(n, fmt::format("'{}' must be an integer", key));
+      return false;
+    }
+    if (v < min || v > max) {
+      Error(n, fmt::format("'{}' must be between {} and {}", key, min, max));
+      return false;
+    }
+    *out = static_cast<Int>(v);
+    return true;
+  }
+
+  bool Duration(const YAML::Node& parent, const char* key, int64_t* out_ms, bool required = false) {
+    std::string text;
+    if (!String(parent, key, &text, required)) return false;
+    auto d = ParseDuration(text);
+    if (!d || *d <= 0) {
+      Error(parent[key],
+            fmt::format("'{}': '{}' is not a duration (e.g. 500ms, 10s, 5m, 1h, 1d)", key, text));
+      return false;
+    }
+    *out_ms = *d;
+    return true;
+  }
+
+  bool Size(const YAML::Node& parent, const char* key, int64_t* out) {
+    std::string text;
+    if (!String(parent, key, &text)) return false;
+    auto s = ParseSize(text);
+    if (!s || *s <= 0) {
+      Error(parent[key], fmt::format("'{}': '{}' is not a size (e.g. 512MiB, 1GiB)", key, text));
+      return false;
+    }
+    *out = *s;
+    return true;
+  }
+
+  bool OneOf(const YAML::Node& parent, const char* key, std::string* out,
+             const std::set<std::string>& allowed) {
+    if (!String(parent, key, out)) return false;
+    if (!allowed.contains(*out)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
+      Error(parent[key], fmt::format("'{}' must be one of {}, not '{}'", key, list, *out));
+      return false;
+    }
+    return true;
+  }
+
+  // A name that becomes a directory or a key: letters, digits, '_' and '-'.
+  bool SafeName(const YAML::Node& at, const std::string& what, const std::string& name) {
+    static const std::regex kName("[A-Za-z0-9_][A-Za-z0-9_-]{0,99}");
+    if (!std::regex_match(name, kName)) {
+      Error(at, fmt::format("{} '{}' must be letters, digits, '_' or '-' (no '/', no '..')", what,
+                            name));
+      return false;
+    }
+    return true;
+  }
+
+  void Service(const YAML::Node& n, Config* c) {
+    if (!Keys(n, "service",
+              {"http_listen", "state_dir", "log_format", "shutdown_timeout", "http_token_file"})) {
+      return;
+    }
+    String(n, "http_listen", &c->http_listen);
+    String(n, "state_dir", &c->state_dir);
+    OneOf(n, "log_format", &c->log_format, {"text", "json"});
+    Duration(n, "shutdown_timeout", &c->shutdown_timeout_ms);
+  }
+
+  void Engine(const YAML::Node& n, Config* c) {
+    if (!Keys(n, "engine", {"workers", "memory_budget"})) return;
+    Integer(n, "workers", &c->workers, 1, 256);
+    Size(n, "memory_budget", &c->memory_budget_bytes);
+  }
+
+  void Checkpoint(const YAML::Node& n, Config* c) {
+    if (!Keys(n, "checkpoint", {"every", "keep"})) return;
+    Duration(n, "every", &c->checkpoint_every_ms);
+    Integer(n, "keep", &c->checkpoint_keep, 1, 1000);
+  }
+
+  void State(const YAML::Node& n, Config* c) {
+    if (!Keys(n, "state", {"retention", "block_cache"})) return;
+    Duration(n, "retention", &c->state_retention_ms);
+    Size(n, "block_cache", &c->state_block_cache_bytes);
+  }
+
+  void Source(const std::string& name, const YAML::Node& n, Config* c) {
+    SourceConfig s;
+    s.name = name;
+    if (!n.IsMap()) {
+      Error(n, fmt::format("source {} must be a mapping", name));
+      return;
+    }
+    if (!OneOf(n, "type", &s.type, {"kafka", "file"})) {
+      if (!n["type"]) Error(n, fmt::format("source {}: missing required key 'type'", name));
+      return;
+    }
+    if (s.type == "file") {
+      Keys(n, "file source " + name, {"type", "path", "max_records_per_batch"});
+      if (String(n, "path", &s.path, true) && !FileExists(s.path)) {
+        Error(n["path"], fmt::format("source {}: cannot read '{}'", name, s.path));
+      }
+      Integer(n, "max_records_per_batch", &s.max_records_per_batch, 1, int64_t{1} << 40);
+    } else {
+      Keys(n, "kafka source " + name,
+           {"type", "bootstrap_servers", "topic", "topics", "group_id", "starting_offsets",
+            "max_records_per_partition", "on_data_loss", "librdkafka"});
+      String(n, "bootstrap_servers", &s.bootstrap_servers, true);
+      std::string topic;
+      if (String(n, "topic", &topic)) s.topics.push_back(topic);
+      if (const YAML::Node ts = n["topics"]) {
+        if (!ts.IsSequence()) {
+          Error(ts, "'topics' must be a list");
+        } else {
+          for (const auto& t : ts) s.topics.push_back(t.as<std::string>());
+        }
+      }
+      if (s.topics.empty())
+        Error(n, fmt::format("kafka source {} needs 'topic' or 'topics'", name));
+      String(n, "group_id", &s.group_id);
+      OneOf(n, "starting_offsets", &s.starting_offsets, {"earliest", "latest"});
+      Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, int64_t{1} << 40);
+      OneOf(n, "on_data_loss", &s.on_data_loss, {"fail", "skip"});
+      if (const YAML::Node props = n["librdkafka"]) {
+        if (!props.IsMap()) {
+          Error(props, "'librdkafka' must be a mapping of property: value");
+        } else {
+          for (auto it = props.begin(); it != props.end(); ++it) {
+            s.librdkafka[it->first.as<std::string>()] = it->second.as<std::string>();
+          }
+        }
+      }
+    }
+    c->sources[name] = std::move(s);
+  }
+
+  void Aggregate(const std::string& name, const YAML::Node& n, streaming::AggregationOptions* q) {
+    AggregateSpec spec;
+    spec.name = name;
+    if (n.IsScalar()) {
+      if (n.Scalar() != "count") {
+        Error(n, fmt::format("aggregate {}: '{}' is not an aggregate (count, or a mapping with "
+                             "count_distinct, count_values, sum, min or max)",
+                             name, n.Scalar()));
+        return;
+      }
+      spec.kind = AggregateSpec::Kind::kCount;
+      q->aggregates.push_back(spec);
+      return;
+    }
+    if (!Keys(n, "aggregate " + name,
+              {"count_distinct", "count_values", "sum", "min", "max", "approx", "precision",
+               "top_k"})) {
+      return;
+    }
+    int kinds = 0;
+    const std::pair<const char*, AggregateSpec::Kind> kKinds[] = {
+        {"count_distinct", AggregateSpec::Kind::kCountDistinct},
+        {"count_values", AggregateSpec::Kind::kCountValues},
+        {"sum", AggregateSpec::Kind::kSum},
+        {"min", AggregateSpec::Kind::kMin},
+        {"max", AggregateSpec::Kind::kMax}};
+    for (const auto& [key, kind] : kKinds) {
+      if (String(n, key, &spec.field)) {
+        spec.kind = kind;
+        ++kinds;
+      }
+    }
+    if (kinds != 1) {
+      Error(n, fmt::format("aggregate {} needs exactly one of count_distinct, count_values, sum, "
+                           "min, max",
+                           name));
+      return;
+    }
+    if (const YAML::Node approx = n["approx"]) {
+      bool is_approx = false;
+      if (!YAML::convert<bool>::decode(approx, is_approx)) {
+        Error(approx, "'approx' must be true or false");
+      } else if (is_approx) {
+        if (spec.kind != AggregateSpec::Kind::kCountDistinct) {
+          Error(approx, "'approx' applies to count_distinct only");
+        }
+        spec.kind = AggregateSpec::Kind::kApproxDistinct;
+      }
+    }
+    Integer(n, "precision", &spec.hll_precision, 4, 18);
+    Integer(n, "top_k", &spec.top_k, 1, 1'000'000);
+    q->aggregates.push_back(spec);
+  }
+
+  void Query(const YAML::Node& n, std::set<std::string>* names, Config* c) {
+    if (!Keys(n, "query",
+              {"name", "source", "batch_interval", "event_time", "window", "allowed_lateness",
+               "group_by", "aggregates", "output_mode", "on_invalid", "dead_letter", "sinks",
+               "shuffle_partitions"})) {
+      return;
+    }
+    QueryConfig q;
+    auto& a = q.aggregation;
+    if (String(n, "name", &a.name, true) && SafeName(n["name"], "query name", a.name) &&
+        !names->insert(a.name).second) {
+      Error(n["name"], fmt::format("duplicate query name '{}'", a.name));
+    }
+    if (String(n, "source", &q.source, true) && !c->sources.contains(q.source)) {
+      Error(n["source"], fmt::format("unknown source '{}'", q.source));
+    }
+    Duration(n, "batch_interval", &q.batch_interval_ms);
+    if (const YAML::Node et = n["event_time"]) {
+      if (Keys(et, "event_time", {"field"})) String(et, "field", &a.time_field, true);
+    } else {
+      Error(n, "missing required key 'event_time' (e.g. event_time: { field: ts })");
+    }
+    if (const YAML::Node w = n["window"]) {
+      if (w.IsScalar()) {
+        Duration(n, "window", &a.window.length_ms);
+        a.window.slide_ms = a.window.length_ms;
+      } else if (Keys(w, "window", {"length", "slide"})) {
+        Duration(w, "length", &a.window.length_ms, true);
+        a.window.slide_ms = a.window.length_ms;
+        Duration(w, "slide", &a.window.slide_ms);
+      }
+      if (86'400'000 % a.window.length_ms != 0) {
+        Error(w, "window length must divide a day (e.g. 1m, 15m, 1h, 1d)");
+      } else if (a.window.slide_ms > a.window.length_ms ||
+                 a.window.length_ms % a.window.slide_ms != 0) {
+        Error(w, "window slide must divide the window length");
+      }
+    } else {
+      Error(n, "missing required key 'window' (e.g. window: 1h)");
+    }
+    Duration(n, "allowed_lateness", &a.allowed_lateness_ms);
+    if (const YAML::Node g = n["group_by"]; g && g.IsSequence() && g.size() > 0) {
+      for (const auto& f : g) a.group_by.push_back(f.as<std::string>());
+    } else {
+      Error(g ? g : n, "'group_by' must be a non-empty list of fields");
+    }
+    if (const YAML::Node aggs = n["aggregates"]; aggs && aggs.IsMap() && aggs.size() > 0) {
+      for (auto it = aggs.begin(); it != aggs.end(); ++it) {
+        Aggregate(it->first.as<std::string>(), it->second, &a);
+      }
+    } else {
+      Error(aggs ? aggs : n, "'aggregates' must be a non-empty mapping of name: aggregate");
+    }
+    std::string mode;
+    if (OneOf(n, "output_mode", &mode, {"update", "final"})) {
+      a.output_mode =
+          mode == "final" ? streaming::OutputMode::kFinal : streaming::OutputMode::kUpdate;
+    }
+    std::string invalid;
+    if (OneOf(n, "on_invalid", &invalid, {"fail", "skip", "dead_letter"})) {
+      a.on_invalid = invalid == "fail"   ? streaming::OnInvalid::kFail
+                     : invalid == "skip" ? streaming::OnInvalid::kSkip
+                                         : streaming::OnInvalid::kDeadLetter;
+    }
+    if (const YAML::Node dl = n["dead_letter"]) {
+      if (Keys(dl, "dead_letter", {"path"})) String(dl, "path", &q.dead_letter_path, true);
+    }
+    if (a.on_invalid == streaming::OnInvalid::kDeadLetter && q.dead_letter_path.empty()) {
+      Error(n["on_invalid"], "on_invalid: dead_letter needs dead_letter: { path: DIR }");
+    }
+    Integer(n, "shuffle_partitions", &a.shuffle_partitions, 1, 4096);
+    if (const YAML::Node sinks = n["sinks"]) {
+      if (!sinks.IsSequence()) {
+        Error(sinks, "'sinks' must be a list");
+      } else {
+        for (const auto& s : sinks) {
+          SinkConfig sink;
+          if (!Keys(s, "sink", {"type", "path"})) continue;
+          if (OneOf(s, "type", &sink.type, {"json_files"})) String(s, "path", &sink.path, true);
+          q.sinks.push_back(sink);
+        }
+      }
+    }
+    c->queries.push_back(std::move(q));
+  }
+
+ private:
+  static bool FileExists(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
+
+  std::string file_;
+  std::vector<ConfigError>* errors_;
+};
+
+}  // namespace
+
+std::string ConfigError::ToString() const {
+  return fmt::format("{}:{}:{}: {}", file, line, column, message);
+}
+
+std::optional<int64_t> ParseDuration(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 12) return std::nullopt;
+  const int64_t n = std::stoll(std::string(text.substr(0, i)));
+  const std::string_view unit = text.substr(i);
+  if (unit == "ms") return n;
+  if (unit == "s") return n * 1000;
+  if (unit == "m" || unit == "min") return n * 60'000;
+  if (unit == "h") return n * 3'600'000;
+  if (unit == "d") return n * 86'400'000;
+  return std::nullopt;
+}
+
+std::optional<int64_t> ParseSize(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 15) return std::nullopt;
+  const int64_t n = std::stoll(std::string(text.substr(0, i)));
+  const std::string_view unit = text.substr(i);
+  if (unit.empty() || unit == "B") return n;
+  if (unit == "KiB") return n << 10;
+  if (unit == "MiB") return n << 20;
+  if (unit == "GiB") return n << 30;
+  if (unit == "KB") return n * 1000;
+  if (unit == "MB") return n * 1000'000;
+  if (unit == "GB") return n * 1000'000'000;
+  return std::nullopt;
+}
+
+Result<Config> LoadConfig(const std::string& path, std::vector<ConfigError>* errors) {
+  auto text = ReadFile(path);
+  if (!text.ok()) {
+    errors->push_back(
+        {path, 1, 1, fmt::format("cannot read the config: {}", text.status().message())});
+    return Status::InvalidArgument("invalid config");
+  }
+  const std::string expanded = Interpolate(*text, path, errors);
+  YAML::Node root;
+  try {
+    root = YAML::Load(expanded);
+  } catch (const YAML::ParserException& e) {
+    errors->push_back({path, e.mark.line + 1, e.mark.column + 1, e.msg});
+    return Status::InvalidArgument("invalid config");
+  }
+  Config c;
+  c.file = path;
+  Validator v(path, errors);
+  try {
+    if (!root.IsMap()) {
+      errors->push_back(
+          {path, 1, 1, "the config must be a mapping with service, engine, sources, queries"});
+      return Status::InvalidArgument("invalid config");
+    }
+    v.Keys(root, "the config", {"service", "engine", "checkpoint", "state", "sources", "queries"});
+    if (root["service"]) v.Service(root["service"], &c);
+    if (root["engine"]) v.Engine(root["engine"], &c);
+    if (root["checkpoint"]) v.Checkpoint(root["checkpoint"], &c);
+    if (root["state"]) v.State(root["state"], &c);
+    if (const YAML::Node sources = root["sources"]; sources && sources.IsMap()) {
+      for (auto it = sources.begin(); it != sources.end(); ++it) {
+        const std::string name = it->first.as<std::string>();
+        if (v.SafeName(it->first, "source name", name)) v.Source(name, it->second, &c);
+      }
+    } else {
+      v.Error(sources ? sources : root, "'sources' must be a mapping of name: source");
+    }
+    if (const YAML::Node queries = root["queries"]; queries && queries.IsSequence()) {
+      std::set<std::string> names;
+      for (const auto& q : queries) v.Query(q, &names, &c);
+    } else {
+      v.Error(queries ? queries : root, "'queries' must be a list");
+    }
+  } catch (const YAML::Exception& e) {  // a conversion the checks above did not foresee
+    errors->push_back({path, e.mark.line + 1, e.mark.column + 1, e.msg});
+  }
+  if (!errors->empty()) return Status::InvalidArgument("invalid config");
+  return c;
+}
+
+}  // namespace runnel::service

@@ -1,0 +1,82 @@
+// The service configuration: YAML, with ${VAR} and ${VAR:-default} interpolation, validated in
+// full before anything starts. Every problem is reported as file:line:col: message; unknown
+// keys are errors. See README.md ("Configuration") for every key.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "streaming/aggregation_query.h"
+
+namespace runnel::service {
+
+struct ConfigError {
+  std::string file;
+  int line = 0;  // 1-based
+  int column = 0;
+  std::string message;
+  std::string ToString() const;
+};
+
+struct SourceConfig {
+  std::string name;
+  std::string type;  // "file" | "kafka"
+  // file
+  std::string path;
+  int64_t max_records_per_batch = 100000;
+  // kafka
+  std::string bootstrap_servers;
+  std::vector<std::string> topics;
+  std::string group_id = "runnel";
+  std::string starting_offsets = "earliest";
+  int64_t max_records_per_partition = 200000;
+  std::string on_data_loss = "fail";
+  std::map<std::string, std::string> librdkafka;
+};
+
+struct SinkConfig {
+  std::string type;  // "json_files"
+  std::string path;
+};
+
+struct QueryConfig {
+  std::string source;
+  int64_t batch_interval_ms = 1000;
+  streaming::AggregationOptions aggregation;
+  std::vector<SinkConfig> sinks;
+  std::string dead_letter_path;  // on_invalid: dead_letter writes here (JSON lines)
+};
+
+struct Config {
+  std::string file;
+  // service
+  std::string http_listen = "127.0.0.1:9464";
+  std::string state_dir = "./var/state";
+  std::string log_format = "text";
+  int64_t shutdown_timeout_ms = 20000;
+  // engine
+  int workers = 2;
+  int64_t memory_budget_bytes = int64_t{1} << 30;
+  // checkpoint
+  int64_t checkpoint_every_ms = 30000;
+  int checkpoint_keep = 3;
+  // state
+  int64_t state_retention_ms = 48LL * 3600 * 1000;
+  int64_t state_block_cache_bytes = 256 << 20;
+
+  std::map<std::string, SourceConfig> sources;
+  std::vector<QueryConfig> queries;
+};
+
+// Loads and validates `path`. On failure, every problem found (not just the first).
+Result<Config> LoadConfig(const std::string& path, std::vector<ConfigError>* errors);
+
+// "500ms", "10s", "5m", "1h", "2d" -> milliseconds.
+std::optional<int64_t> ParseDuration(std::string_view text);
+// "1GiB", "512MiB", "64KiB", "100MB", "4096" -> bytes.
+std::optional<int64_t> ParseSize(std::string_view text);
+
+}  // namespace runnel::service

@@ -1,0 +1,174 @@
+#include "service/runner.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "engine/context.h"
+#include "service/exit_codes.h"
+#include "sinks/json_file_sink.h"
+#include "sources/file_source.h"
+#include "state/rocksdb_store.h"
+#include "streaming/aggregation_query.h"
+
+namespace runnel::service {
+namespace {
+
+std::string QuoteJson(const std::string& text) {
+  return boost::json::serialize(boost::json::value(boost::json::string_view(text)));
+}
+
+// One registered query and what it runs on.
+struct RunningQuery {
+  const QueryConfig* config = nullptr;
+  std::unique_ptr<streaming::StreamingContext> ssc;
+  std::shared_ptr<sources::FileSource> file_source;
+  std::shared_ptr<streaming::AggregationQuery> query;
+  std::vector<std::unique_ptr<sinks::JsonFileSink>> sinks;
+  std::unique_ptr<sinks::JsonFileSink> dead_letters;
+};
+
+Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* engine,
+                  streaming::StateStore* store, RunningQuery* rq) {
+  const std::string& name = qc.aggregation.name;
+  const SourceConfig& source = config.sources.at(qc.source);
+  if (source.type != "file") {
+    return Status::NotImplemented(
+        fmt::format("query {}: the {} source is not implemented in this build (file sources are)",
+                    name, source.type));
+  }
+  rq->config = &qc;
+  ASSIGN_OR_RETURN(rq->query, streaming::AggregationQuery::Make(qc.aggregation, store));
+  ASSIGN_OR_RETURN(streaming::CommittedBatch next, rq->query->Recover());
+  rq->ssc = std::make_unique<streaming::StreamingContext>(
+      engine, streaming::StreamingOptions{.batch_interval = Millis(qc.batch_interval_ms),
+                                          .first_batch_id = next.batch_id});
+  ASSIGN_OR_RETURN(rq->file_source,
+                   sources::FileSource::Make(rq->ssc.get(),
+                                             {.path = source.path,
+                                              .max_records_per_batch = source.max_records_per_batch,
+                                              .name = source.name}));
+  RETURN_NOT_OK(rq->file_source->Restore(next.positions));
+  for (const SinkConfig& s : qc.sinks) {
+    rq->sinks.push_back(std::make_unique<sinks::JsonFileSink>(s.path, name));
+  }
+  if (!qc.dead_letter_path.empty()) {
+    rq->dead_letters = std::make_unique<sinks::JsonFileSink>(qc.dead_letter_path, name);
+  }
+  auto* sinks = &rq->sinks;
+  auto* dead = rq->dead_letters.get();
+  rq->query->Attach(
+      streaming::DStream<std::string>(rq->file_source),
+      [sinks](BatchId batch, const std::vector<std::string>& records) {
+        for (auto& sink : *sinks) RETURN_NOT_OK(sink->Write(batch, records));
+        return Status::OK();
+      },
+      [dead](BatchId batch, const std::vector<streaming::InvalidRecord>& invalid) {
+        if (dead == nullptr) return Status::OK();
+        std::vector<std::string> lines;
+        for (const auto& r : invalid) {
+          lines.push_back(fmt::format(R"({{"_id":"{}-{}","reason":"{}","line":{}}})", batch,
+                                      lines.size(), r.reason, QuoteJson(r.line)));
+        }
+        return dead->Write(batch, lines);
+      });
+  Logger("service")->info("query {} recovered: next batch {}, {} source positions", name,
+                          next.batch_id, next.positions.size());
+  return Status::OK();
+}
+
+}  // namespace
+
+int RunService(const Config& config, const RunOptions& options) {
+  auto log = Logger("service");
+  // Signals are taken by sigwait on this thread; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto engine = engine::Context::Make(
+      {.workers = config.workers, .memory_budget_bytes = config.memory_budget_bytes});
+  if (!engine.ok()) {
+    log->error("engine: {}", engine.status().ToString());
+    return kExitFailure;
+  }
+  auto store = state::RocksDbStateStore::Open(
+      {.path = config.state_dir + "/db", .block_cache_bytes = config.state_block_cache_bytes});
+  if (!store.ok()) {
+    log->error("state: {}", store.status().ToString());
+    return kExitFailure;
+  }
+  std::vector<RunningQuery> queries(config.queries.size());
+  for (size_t i = 0; i < config.queries.size(); ++i) {
+    Status st = BuildQuery(config, config.queries[i], engine->get(), store->get(), &queries[i]);
+    if (!st.ok()) {
+      log->error("{}", st.ToString());
+      return st.code() == StatusCode::kNotImplemented ? kExitUnavailable : kExitFailure;
+    }
+  }
+
+  if (options.available_now) {
+    for (RunningQuery& rq : queries) {
+      // Batch times on the query's grid, starting now.
+      TimePoint t = SystemClock::Get().Now();
+      while (rq.file_source->HasPendingData()) {
+        Status st = rq.ssc->RunBatch(t);
+        t += Millis(rq.config->batch_interval_ms);
+        if (!st.ok()) {
+          log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
+          return kExitFailure;
+        }
+      }
+      const auto counters = rq.query->counters();
+      int64_t invalid = 0;
+      for (const auto& [reason, n] : counters.invalid) invalid += n;
+      log->info("query {}: caught up after {} batches: {} records, {} invalid, {} late",
+                rq.config->aggregation.name, counters.batches, counters.records, invalid,
+                counters.late);
+    }
+    return kExitOk;
+  }
+
+  for (RunningQuery& rq : queries) {
+    Status st = rq.ssc->Start();
+    if (!st.ok()) {
+      log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
+      return kExitFailure;
+    }
+  }
+  // A query that fails stops the service: wake the signal wait.
+  std::atomic<bool> failed{false};
+  std::vector<std::jthread> watchers;
+  for (RunningQuery& rq : queries) {
+    watchers.emplace_back([&rq, &failed, log] {
+      Status st = rq.ssc->AwaitTermination();
+      if (!st.ok() && !failed.exchange(true)) {
+        log->error("query {} stopped: {}", rq.config->aggregation.name, st.ToString());
+        kill(getpid(), SIGTERM);
+      }
+    });
+  }
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log->info("{}: draining (finishing running batches, at most {} ms)",
+            failed ? "query failure" : strsignal(sig), config.shutdown_timeout_ms);
+  int code = failed ? kExitFailure : kExitOk;
+  for (RunningQuery& rq : queries) {
+    if (Status st = rq.ssc->Stop(Millis(config.shutdown_timeout_ms)); !st.ok()) {
+      log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
+      code = kExitFailure;
+    }
+  }
+  for (auto& w : watchers) w.join();
+  return code;
+}
+
+}  // namespace runnel::service
