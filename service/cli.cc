@@ -32,6 +32,7 @@ struct CliOptions {
   int64_t events = 0;
   uint64_t seed = 1;
   int customers = 1;
+  int64_t disorder_seconds = -1;
   double late_fraction = 0;
   double malformed_fraction = 0;
   std::string out_path;
@@ -81,6 +82,7 @@ int Gen(const CliOptions& opts) {
   sources::GeneratorOptions gen{.events = opts.events,
                                 .seed = opts.seed,
                                 .customers = opts.customers,
+                                .ordered_disorder_seconds = opts.disorder_seconds,
                                 .late_fraction = opts.late_fraction,
                                 .malformed_fraction = opts.malformed_fraction};
   Status st = sources::GenerateToFile(gen, opts.out_path);
@@ -140,6 +142,8 @@ int RunCli(int argc, char** argv) {
   gen->add_option("--topic", opts.topic, "Kafka topic")->needs(bootstrap);
   gen->add_option("--customers", opts.customers, "Customers: a.com, c1.example, ...")
       ->check(CLI::Range(1, 1000));
+  gen->add_option("--disorder", opts.disorder_seconds,
+                  "Time-ordered events, each up to this many seconds early (default: random order)");
   gen->add_option("--late-fraction", opts.late_fraction, "Events moved 4h back")
       ->check(CLI::Range(0.0, 1.0));
   gen->add_option("--malformed-fraction", opts.malformed_fraction, "Lines that are not JSON")
