@@ -15,6 +15,7 @@
 #include "service/exit_codes.h"
 #include "service/runner.h"
 #include "sources/generator.h"
+#include "sources/kafka_broker.h"
 
 namespace runnel {
 namespace {
@@ -77,6 +78,19 @@ int Run(const CliOptions& opts, bool log_format_given) {
   return service::RunService(*config, {.available_now = opts.available_now});
 }
 
+int Broker(const CliOptions& opts) {
+  sources::BrokerOptions broker{.brokers = opts.brokers};
+  for (const std::string& spec : opts.topics) {
+    auto topic = sources::ParseTopicSpec(spec);
+    if (!topic.ok()) {
+      std::cerr << "runnel broker: " << topic.status().message() << "\n";
+      return kExitUsage;
+    }
+    broker.topics.push_back(*topic);
+  }
+  return sources::RunBroker(broker);
+}
+
 int Gen(const CliOptions& opts) {
   if (opts.out_path.empty()) return NotImplemented("gen --bootstrap (Kafka producing)");
   sources::GeneratorOptions gen{.events = opts.events,
@@ -130,7 +144,7 @@ int RunCli(int argc, char** argv) {
   auto* broker = app.add_subcommand("broker", "Kafka-protocol test broker (librdkafka mock)");
   broker->add_option("--brokers", opts.brokers, "Number of brokers")->check(CLI::Range(1, 16));
   broker->add_option("--topic", opts.topics, "NAME:PARTITIONS, repeatable");
-  broker->callback([&] { action = [] { return NotImplemented("broker"); }; });
+  broker->callback([&] { action = [&] { return Broker(opts); }; });
 
   auto* gen = app.add_subcommand("gen", "Generate the seed click workload");
   gen->add_option("--events", opts.events, "Number of events")
@@ -142,8 +156,9 @@ int RunCli(int argc, char** argv) {
   gen->add_option("--topic", opts.topic, "Kafka topic")->needs(bootstrap);
   gen->add_option("--customers", opts.customers, "Customers: a.com, c1.example, ...")
       ->check(CLI::Range(1, 1000));
-  gen->add_option("--disorder", opts.disorder_seconds,
-                  "Time-ordered events, each up to this many seconds early (default: random order)");
+  gen->add_option(
+      "--disorder", opts.disorder_seconds,
+      "Time-ordered events, each up to this many seconds early (default: random order)");
   gen->add_option("--late-fraction", opts.late_fraction, "Events moved 4h back")
       ->check(CLI::Range(0.0, 1.0));
   gen->add_option("--malformed-fraction", opts.malformed_fraction, "Lines that are not JSON")

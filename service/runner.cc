@@ -14,6 +14,7 @@
 #include "service/exit_codes.h"
 #include "sinks/json_file_sink.h"
 #include "sources/file_source.h"
+#include "sources/kafka_source.h"
 #include "state/rocksdb_store.h"
 #include "streaming/aggregation_query.h"
 
@@ -28,7 +29,8 @@ std::string QuoteJson(const std::string& text) {
 struct RunningQuery {
   const QueryConfig* config = nullptr;
   std::unique_ptr<streaming::StreamingContext> ssc;
-  std::shared_ptr<sources::FileSource> file_source;
+  streaming::InputStreamBase* input = nullptr;  // the query's source (owned by `stream`)
+  std::optional<streaming::DStream<std::string>> stream;
   std::shared_ptr<streaming::AggregationQuery> query;
   std::vector<std::unique_ptr<sinks::JsonFileSink>> sinks;
   std::unique_ptr<sinks::JsonFileSink> dead_letters;
@@ -38,23 +40,36 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                   streaming::StateStore* store, RunningQuery* rq) {
   const std::string& name = qc.aggregation.name;
   const SourceConfig& source = config.sources.at(qc.source);
-  if (source.type != "file") {
-    return Status::NotImplemented(
-        fmt::format("query {}: the {} source is not implemented in this build (file sources are)",
-                    name, source.type));
-  }
   rq->config = &qc;
   ASSIGN_OR_RETURN(rq->query, streaming::AggregationQuery::Make(qc.aggregation, store));
   ASSIGN_OR_RETURN(streaming::CommittedBatch next, rq->query->Recover());
   rq->ssc = std::make_unique<streaming::StreamingContext>(
       engine, streaming::StreamingOptions{.batch_interval = Millis(qc.batch_interval_ms),
                                           .first_batch_id = next.batch_id});
-  ASSIGN_OR_RETURN(rq->file_source,
-                   sources::FileSource::Make(rq->ssc.get(),
+  if (source.type == "file") {
+    ASSIGN_OR_RETURN(
+        auto file, sources::FileSource::Make(rq->ssc.get(),
                                              {.path = source.path,
                                               .max_records_per_batch = source.max_records_per_batch,
                                               .name = source.name}));
-  RETURN_NOT_OK(rq->file_source->Restore(next.positions));
+    RETURN_NOT_OK(file->Restore(next.positions));
+    rq->input = file.get();
+    rq->stream.emplace(file);
+  } else {
+    ASSIGN_OR_RETURN(auto kafka, sources::KafkaSource::Make(
+                                     rq->ssc.get(),
+                                     {.name = source.name,
+                                      .bootstrap_servers = source.bootstrap_servers,
+                                      .topics = source.topics,
+                                      .group_id = source.group_id,
+                                      .start_at_earliest = source.starting_offsets == "earliest",
+                                      .max_records_per_partition = source.max_records_per_partition,
+                                      .fail_on_data_loss = source.on_data_loss == "fail",
+                                      .librdkafka = source.librdkafka}));
+    RETURN_NOT_OK(kafka->Restore(next.positions));
+    rq->input = kafka.get();
+    rq->stream.emplace(kafka);
+  }
   for (const SinkConfig& s : qc.sinks) {
     rq->sinks.push_back(std::make_unique<sinks::JsonFileSink>(s.path, name));
   }
@@ -64,7 +79,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
   auto* sinks = &rq->sinks;
   auto* dead = rq->dead_letters.get();
   rq->query->Attach(
-      streaming::DStream<std::string>(rq->file_source),
+      *rq->stream,
       [sinks](BatchId batch, const std::vector<std::string>& records) {
         for (auto& sink : *sinks) RETURN_NOT_OK(sink->Write(batch, records));
         return Status::OK();
@@ -119,7 +134,7 @@ int RunService(const Config& config, const RunOptions& options) {
     for (RunningQuery& rq : queries) {
       // Batch times on the query's grid, starting now.
       TimePoint t = SystemClock::Get().Now();
-      while (rq.file_source->HasPendingData()) {
+      while (rq.input->HasPendingData()) {
         Status st = rq.ssc->RunBatch(t);
         t += Millis(rq.config->batch_interval_ms);
         if (!st.ok()) {

@@ -47,7 +47,7 @@ class FileSource final : public streaming::DStreamNode<std::string>,
   // True when the last planned batch found nothing left to read.
   bool exhausted() const;
   // True when a file holds bytes past this source's position (what --available-now drains).
-  bool HasPendingData() const;
+  bool HasPendingData() const override;
 
  protected:
   Result<std::optional<engine::Rdd<std::string>>> Compute(BatchTime t) override;

@@ -61,6 +61,8 @@ class InputStreamBase {
   // Fixes the input of batch `info` (recorded in info->progress.input/records_in and
   // info->positions). Called once per batch, before any output runs.
   virtual Status Plan(BatchInfo* info) = 0;
+  // Whether the source holds data no batch has planned yet (what --available-now drains).
+  virtual bool HasPendingData() const { return false; }
 };
 
 class BatchListener {

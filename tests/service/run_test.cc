@@ -56,28 +56,6 @@ TEST(RunTest, ASecondRunContinuesFromCommittedPositions) {
   EXPECT_NE(r3.err.find("caught up after 0 batches"), std::string::npos) << r3.err;
 }
 
-TEST(RunTest, KafkaSourcesSayTheyAreNotInThisBuild) {
-  TempDir dir;
-  WriteText(dir.path() + "/q.yaml", R"(
-service: { state_dir: )" + dir.path() + R"(/state }
-sources:
-  clicks: { type: kafka, bootstrap_servers: "127.0.0.1:9092", topic: clicks }
-queries:
-  - name: q
-    source: clicks
-    event_time: { field: ts }
-    window: 1h
-    group_by: [customer]
-    aggregates: { n: count }
-)");
-  auto v = RunProcess({RunnelBinary(), "validate", "--config", dir.path() + "/q.yaml"});
-  EXPECT_EQ(v.exit_code, 0) << v.err;
-  auto r =
-      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
-  EXPECT_EQ(r.exit_code, 69) << r.err;
-  EXPECT_NE(r.err.find("not implemented in this build"), std::string::npos) << r.err;
-}
-
 TEST(GenTest, WritesTheSeedWorkloadThatRunAggregates) {
   TempDir dir;
   auto g = RunProcess({RunnelBinary(), "gen", "--events", "30000", "--seed", "5", "--customers",

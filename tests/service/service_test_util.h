@@ -1,6 +1,7 @@
 // Helpers for tests that run the real `runnel` binary on configs they write.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,7 +16,11 @@
 
 namespace runnel::testing {
 
-inline std::string GoldenDir() { return SourceDir() + "/../shared/golden"; }
+// ../shared/golden beside the repository (as in CI), or $RUNNEL_GOLDEN_DIR.
+inline std::string GoldenDir() {
+  const char* dir = std::getenv("RUNNEL_GOLDEN_DIR");  // NOLINT(concurrency-mt-unsafe)
+  return dir != nullptr ? dir : SourceDir() + "/../shared/golden";
+}
 
 // A fresh directory under the system temp dir, removed by the destructor.
 class TempDir {
@@ -40,6 +45,7 @@ inline void WriteText(const std::string& path, const std::string& text) {
 
 inline std::vector<std::string> ReadLines(const std::string& path) {
   std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "cannot read " << path;
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
