@@ -1,7 +1,7 @@
 # Every dependency comes from a Debian bookworm package (scripts/deps.txt).
 find_package(PkgConfig REQUIRED)
 find_package(Threads REQUIRED)
-find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json)
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json url)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)

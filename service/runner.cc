@@ -12,6 +12,8 @@
 #include "common/logging.h"
 #include "engine/context.h"
 #include "service/exit_codes.h"
+#include "service/http_api.h"
+#include "service/metrics.h"
 #include "sinks/json_file_sink.h"
 #include "sources/file_source.h"
 #include "sources/kafka_source.h"
@@ -121,6 +123,20 @@ int RunService(const Config& config, const RunOptions& options) {
     log->error("state: {}", store.status().ToString());
     return kExitFailure;
   }
+  Metrics metrics;
+  std::atomic<bool> ready{false};
+  ApiContext api{.metrics = &metrics, .ready = &ready};
+  std::unique_ptr<HttpServer> http;
+  if (!options.available_now) {
+    auto server = HttpServer::Start({.listen = config.http_listen}, MakeApiHandler(&api));
+    if (!server.ok()) {
+      log->error("http: {}", server.status().ToString());
+      return kExitFailure;
+    }
+    http = std::move(server).value();
+    log->info("serving http on port {} ({}): /metrics, /readyz, /v1/queries", http->port(),
+              config.http_listen);
+  }
   std::vector<RunningQuery> queries(config.queries.size());
   for (size_t i = 0; i < config.queries.size(); ++i) {
     Status st = BuildQuery(config, config.queries[i], engine->get(), store->get(), &queries[i]);
@@ -129,6 +145,18 @@ int RunService(const Config& config, const RunOptions& options) {
       return st.code() == StatusCode::kNotImplemented ? kExitUnavailable : kExitFailure;
     }
   }
+  for (RunningQuery& rq : queries) {
+    const std::string& name = rq.config->aggregation.name;
+    auto* raw_store = store->get();
+    rq.ssc->AddListener(metrics.ForQuery(
+        name, rq.query, [raw_store, name] { return raw_store->EstimateKeys(name); }));
+    api.queries.push_back({.name = name,
+                           .source = rq.config->source,
+                           .batch_interval_ms = rq.config->batch_interval_ms,
+                           .query = rq.query,
+                           .ssc = rq.ssc.get()});
+  }
+  ready = true;  // state recovered, sources connected
 
   if (options.available_now) {
     for (RunningQuery& rq : queries) {
@@ -183,6 +211,7 @@ int RunService(const Config& config, const RunOptions& options) {
     }
   }
   for (auto& w : watchers) w.join();
+  if (http) http->Stop();
   return code;
 }
 

@@ -1,0 +1,137 @@
+#include "service/http_api.h"
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include "streaming/event_time.h"
+
+namespace runnel::service {
+namespace {
+
+namespace json = boost::json;
+
+HttpResponse Json(int status, const json::value& v) {
+  return {status, "application/json", json::serialize(v) + "\n"};
+}
+
+HttpResponse Error(int status, const std::string& message) {
+  return Json(status, json::object{{"error", message}});
+}
+
+json::object ProgressJson(const streaming::BatchProgress& p) {
+  json::object input;
+  for (const auto& [k, v] : p.input) input[k] = v;
+  json::object o{{"batch_id", p.batch_id.value()},
+                 {"batch_time", streaming::FormatIsoTimestamp(p.batch_time.value()) + "Z"},
+                 {"records_in", p.records_in},
+                 {"records_out", p.records_out},
+                 {"late", p.late},
+                 {"invalid", p.invalid},
+                 {"scheduling_delay_seconds", p.scheduling_delay_seconds},
+                 {"processing_seconds", p.processing_seconds},
+                 {"input", std::move(input)},
+                 {"status", p.status.ToString()}};
+  if (p.watermark_ms != INT64_MIN)
+    o["watermark"] = streaming::FormatIsoTimestamp(p.watermark_ms) + "Z";
+  return o;
+}
+
+json::object Definition(const QueryView& q) {
+  const auto& o = q.query->options();
+  json::array group;
+  for (const auto& g : o.group_by) group.emplace_back(g);
+  json::object aggregates;
+  for (const auto& a : o.aggregates) aggregates[a.name] = a.field;
+  return {{"name", q.name},
+          {"source", q.source},
+          {"batch_interval_ms", q.batch_interval_ms},
+          {"event_time_field", o.time_field},
+          {"window_ms", o.window.length_ms},
+          {"slide_ms", o.window.slide_ms},
+          {"allowed_lateness_ms", o.allowed_lateness_ms},
+          {"group_by", std::move(group)},
+          {"aggregates", std::move(aggregates)},
+          {"output_mode", o.output_mode == streaming::OutputMode::kFinal ? "final" : "update"}};
+}
+
+HttpResponse Aggregates(const QueryView& q, const HttpRequest& req) {
+  const auto& o = q.query->options();
+  std::vector<std::string> prefix;
+  for (const auto& field : o.group_by) {
+    auto it = req.params.find(field);
+    if (it == req.params.end()) break;
+    prefix.push_back(it->second);
+  }
+  for (const auto& [key, value] : req.params) {
+    if (key == "from" || key == "to") continue;
+    if (std::find(o.group_by.begin(), o.group_by.end(), key) == o.group_by.end()) {
+      return Error(400, fmt::format("unknown parameter '{}' (group fields, from, to)", key));
+    }
+    if (std::find(o.group_by.begin(), o.group_by.begin() + static_cast<ptrdiff_t>(prefix.size()),
+                  key) == o.group_by.begin() + static_cast<ptrdiff_t>(prefix.size())) {
+      return Error(400, fmt::format("'{}' needs the group fields before it", key));
+    }
+  }
+  int64_t from = INT64_MIN, to = INT64_MAX;
+  for (auto [name, out] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+    if (auto it = req.params.find(name); it != req.params.end()) {
+      auto t = streaming::ParseIsoTimestamp(it->second);
+      if (!t.ok()) return Error(400, fmt::format("'{}': {}", name, t.status().message()));
+      *out = *t;
+    }
+  }
+  auto records = q.query->ReadRecords(prefix, from, to);
+  if (!records.ok()) return Error(500, records.status().ToString());
+  json::array out;
+  for (const auto& r : *records) out.push_back(json::parse(r));
+  return Json(200, out);
+}
+
+}  // namespace
+
+HttpHandler MakeApiHandler(const ApiContext* api) {
+  return [api](const HttpRequest& req) -> HttpResponse {
+    if (req.method != "GET" && req.method != "HEAD") return Error(405, "only GET");
+    const std::string& path = req.path;
+    if (path == "/livez" || path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+    if (path == "/readyz") {
+      return api->ready->load() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
+                                : HttpResponse{503, "text/plain; charset=utf-8", "not ready\n"};
+    }
+    if (path == "/metrics") {
+      return {200, "text/plain; version=0.0.4; charset=utf-8", api->metrics->Scrape()};
+    }
+    if (path == "/v1/queries") {
+      json::array list;
+      for (const auto& q : api->queries) list.push_back(Definition(q));
+      return Json(200, list);
+    }
+    constexpr std::string_view kPrefix = "/v1/queries/";
+    if (!path.starts_with(kPrefix)) return Error(404, "no such path");
+    std::string rest = path.substr(kPrefix.size());
+    std::string sub;
+    if (const size_t slash = rest.find('/'); slash != std::string::npos) {
+      sub = rest.substr(slash + 1);
+      rest = rest.substr(0, slash);
+    }
+    auto q = std::find_if(api->queries.begin(), api->queries.end(),
+                          [&](const QueryView& v) { return v.name == rest; });
+    if (q == api->queries.end()) return Error(404, fmt::format("no query '{}'", rest));
+    if (sub.empty()) {
+      json::object o = Definition(*q);
+      json::array progress;
+      for (const auto& p : q->ssc->RecentProgress()) progress.push_back(ProgressJson(p));
+      o["progress"] = std::move(progress);
+      return Json(200, o);
+    }
+    if (sub == "aggregates") return Aggregates(*q, req);
+    if (sub == "lineage") {
+      const auto progress = q->ssc->RecentProgress();
+      if (progress.empty()) return Error(404, "no batch has run yet");
+      return {200, "text/plain; charset=utf-8", progress.back().lineage};
+    }
+    return Error(404, "no such path");
+  };
+}
+
+}  // namespace runnel::service

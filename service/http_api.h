@@ -1,0 +1,34 @@
+// The HTTP API of the service: /metrics, /livez, /healthz, /readyz, /v1/queries,
+// /v1/queries/NAME, /v1/queries/NAME/aggregates?FIELD=..&from=..&to=.., /v1/queries/NAME/lineage.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "service/http_server.h"
+#include "service/metrics.h"
+#include "streaming/aggregation_query.h"
+#include "streaming/streaming_context.h"
+
+namespace runnel::service {
+
+struct QueryView {
+  std::string name;
+  std::string source;
+  int64_t batch_interval_ms = 0;
+  std::shared_ptr<streaming::AggregationQuery> query;
+  streaming::StreamingContext* ssc = nullptr;
+};
+
+struct ApiContext {
+  Metrics* metrics = nullptr;
+  const std::atomic<bool>* ready = nullptr;
+  std::vector<QueryView> queries;
+};
+
+// The request handler; `api` must outlive the server that calls it.
+HttpHandler MakeApiHandler(const ApiContext* api);
+
+}  // namespace runnel::service

@@ -1,0 +1,198 @@
+#include "service/metrics.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
+
+#include "common/build_info.h"
+
+namespace runnel::service {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+// Reads utime+stime (ticks) and the start time (ticks since boot) of this process.
+bool ReadProcStat(double* cpu_seconds, double* start_seconds) {
+  std::ifstream in("/proc/self/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t close = line.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return false;
+  std::istringstream rest(line.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string x; rest >> x;) f.push_back(x);
+  if (f.size() < 20) return false;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  *cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;  // utime, stime
+  double uptime = 0;
+  std::ifstream up("/proc/uptime");
+  up >> uptime;
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  *start_seconds = now - uptime + std::stod(f[19]) / ticks;  // starttime
+  return true;
+}
+
+}  // namespace
+
+class Metrics::QueryProbe final : public streaming::BatchListener {
+ public:
+  QueryProbe(Metrics* m, const std::string& name,
+             std::shared_ptr<streaming::AggregationQuery> query,
+             std::function<int64_t()> state_keys)
+      : m_(m),
+        name_(name),
+        query_(std::move(query)),
+        state_keys_fn_(std::move(state_keys)),
+        batches_(m->batches_.Add({{"query", name}})),
+        duration_(m->batch_duration_.Add(
+            {{"query", name}},
+            prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                    2.5, 5, 10, 30})),
+        delay_(m->scheduling_delay_.Add({{"query", name}})),
+        records_(m->records_.Add({{"query", name}})),
+        late_(m->late_.Add({{"query", name}})),
+        watermark_(m->watermark_.Add({{"query", name}})),
+        keys_(m->state_keys_.Add({{"query", name}})) {}
+
+  void OnBatchCompleted(const streaming::BatchProgress& p) override {
+    if (!p.status.ok()) return;
+    batches_.Increment();
+    duration_.Observe(p.processing_seconds);
+    delay_.Set(p.scheduling_delay_seconds);
+    const streaming::QueryCounters c = query_->counters();
+    records_.Increment(static_cast<double>(c.records) - records_.Value());
+    late_.Increment(static_cast<double>(c.late) - late_.Value());
+    for (const auto& [reason, n] : c.invalid) {
+      auto& counter = m_->invalid_.Add({{"query", name_}, {"reason", reason}});
+      counter.Increment(static_cast<double>(n) - counter.Value());
+    }
+    if (p.watermark_ms != INT64_MIN) watermark_.Set(static_cast<double>(p.watermark_ms) / 1000.0);
+    if (state_keys_fn_) keys_.Set(static_cast<double>(state_keys_fn_()));
+  }
+
+ private:
+  Metrics* const m_;
+  const std::string name_;
+  const std::shared_ptr<streaming::AggregationQuery> query_;
+  const std::function<int64_t()> state_keys_fn_;
+  prometheus::Counter& batches_;
+  prometheus::Histogram& duration_;
+  prometheus::Gauge& delay_;
+  prometheus::Counter& records_;
+  prometheus::Counter& late_;
+  prometheus::Gauge& watermark_;
+  prometheus::Gauge& keys_;
+};
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      batches_(BuildCounter()
+                   .Name("runnel_batches_total")
+                   .Help("Batches completed")
+                   .Register(*registry_)),
+      batch_duration_(BuildHistogram()
+                          .Name("runnel_batch_duration_seconds")
+                          .Help("Processing time of a batch")
+                          .Register(*registry_)),
+      scheduling_delay_(BuildGauge()
+                            .Name("runnel_batch_scheduling_delay_seconds")
+                            .Help("How late the last batch started after its batch time")
+                            .Register(*registry_)),
+      records_(
+          BuildCounter().Name("runnel_records_total").Help("Records read").Register(*registry_)),
+      invalid_(BuildCounter()
+                   .Name("runnel_invalid_records_total")
+                   .Help("Records that could not be parsed, by reason")
+                   .Register(*registry_)),
+      late_(BuildCounter()
+                .Name("runnel_late_records_total")
+                .Help("Records dropped as later than the watermark")
+                .Register(*registry_)),
+      watermark_(BuildGauge()
+                     .Name("runnel_watermark_timestamp_seconds")
+                     .Help("Event-time watermark")
+                     .Register(*registry_)),
+      state_keys_(BuildGauge()
+                      .Name("runnel_state_keys")
+                      .Help("Keys in state (estimate)")
+                      .Register(*registry_)),
+      cpu_seconds_(BuildCounter()
+                       .Name("process_cpu_seconds_total")
+                       .Help("User and system CPU time")
+                       .Register(*registry_)
+                       .Add({})),
+      resident_bytes_(BuildGauge()
+                          .Name("process_resident_memory_bytes")
+                          .Help("Resident memory")
+                          .Register(*registry_)
+                          .Add({})),
+      virtual_bytes_(BuildGauge()
+                         .Name("process_virtual_memory_bytes")
+                         .Help("Virtual memory")
+                         .Register(*registry_)
+                         .Add({})),
+      open_fds_(BuildGauge()
+                    .Name("process_open_fds")
+                    .Help("Open file descriptors")
+                    .Register(*registry_)
+                    .Add({})),
+      start_time_(BuildGauge()
+                      .Name("process_start_time_seconds")
+                      .Help("Start time since the Unix epoch")
+                      .Register(*registry_)
+                      .Add({})) {
+  BuildGauge()
+      .Name("runnel_build_info")
+      .Help("Version and commit of the running binary (always 1)")
+      .Register(*registry_)
+      .Add({{"version", std::string(BuildVersion())}, {"commit", std::string(BuildCommit())}})
+      .Set(1);
+}
+
+Metrics::~Metrics() = default;
+
+streaming::BatchListener* Metrics::ForQuery(const std::string& name,
+                                            std::shared_ptr<streaming::AggregationQuery> query,
+                                            std::function<int64_t()> state_keys) {
+  std::lock_guard lock(mu_);
+  probes_.push_back(
+      std::make_unique<QueryProbe>(this, name, std::move(query), std::move(state_keys)));
+  return probes_.back().get();
+}
+
+void Metrics::RefreshProcess() {
+  double cpu = 0, start = 0;
+  if (ReadProcStat(&cpu, &start)) {
+    if (cpu > cpu_seconds_.Value()) cpu_seconds_.Increment(cpu - cpu_seconds_.Value());
+    start_time_.Set(start);
+  }
+  std::ifstream statm("/proc/self/statm");
+  double pages_virtual = 0, pages_resident = 0;
+  if (statm >> pages_virtual >> pages_resident) {
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    virtual_bytes_.Set(pages_virtual * page);
+    resident_bytes_.Set(pages_resident * page);
+  }
+  std::error_code ec;
+  double fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++fds;
+  }
+  open_fds_.Set(fds);
+}
+
+std::string Metrics::Scrape() {
+  RefreshProcess();
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace runnel::service

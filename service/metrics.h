@@ -1,0 +1,59 @@
+// The service's Prometheus metrics (prometheus-cpp registry, text exposition). Modules do not
+// call prometheus-cpp: each query's batches reach these metrics through a BatchListener (the
+// query's probe), and process_* metrics are read from /proc at scrape time.
+//
+// Names and labels are those of the design (prefix runnel_, base units, no group keys in
+// labels). Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "streaming/aggregation_query.h"
+#include "streaming/streaming_context.h"
+
+namespace runnel::service {
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+
+  // The listener that records one query's batches (owned by Metrics; lives as long as it).
+  streaming::BatchListener* ForQuery(const std::string& name,
+                                     std::shared_ptr<streaming::AggregationQuery> query,
+                                     std::function<int64_t()> state_keys);
+
+  // Prometheus text format of every metric, process_* refreshed first.
+  std::string Scrape();
+
+ private:
+  class QueryProbe;
+  void RefreshProcess();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& batches_;
+  prometheus::Family<prometheus::Histogram>& batch_duration_;
+  prometheus::Family<prometheus::Gauge>& scheduling_delay_;
+  prometheus::Family<prometheus::Counter>& records_;
+  prometheus::Family<prometheus::Counter>& invalid_;
+  prometheus::Family<prometheus::Counter>& late_;
+  prometheus::Family<prometheus::Gauge>& watermark_;
+  prometheus::Family<prometheus::Gauge>& state_keys_;
+  prometheus::Counter& cpu_seconds_;
+  prometheus::Gauge& resident_bytes_;
+  prometheus::Gauge& virtual_bytes_;
+  prometheus::Gauge& open_fds_;
+  prometheus::Gauge& start_time_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<QueryProbe>> probes_;  // guarded by mu_
+};
+
+}  // namespace runnel::service
