@@ -12,6 +12,7 @@
 #include "common/build_info.h"
 #include "common/logging.h"
 #include "service/config.h"
+#include "service/demo.h"
 #include "service/exit_codes.h"
 #include "service/runner.h"
 #include "sources/generator.h"
@@ -28,6 +29,7 @@ struct CliOptions {
   std::string config_path;
   bool available_now = false;
   std::string duration = "60s";
+  double rate = 20000;
   int brokers = 1;
   std::vector<std::string> topics;
   int64_t events = 0;
@@ -139,7 +141,17 @@ int RunCli(int argc, char** argv) {
 
   auto* demo = app.add_subcommand("demo", "Embedded broker + generator + service");
   demo->add_option("--duration", opts.duration, "How long to run, e.g. 60s");
-  demo->callback([&] { action = [] { return NotImplemented("demo"); }; });
+  demo->add_option("--rate", opts.rate, "Events per second the generator produces");
+  demo->callback([&] {
+    action = [&]() -> int {
+      auto ms = service::ParseDuration(opts.duration);
+      if (!ms) {
+        std::cerr << "runnel demo: --duration " << opts.duration << " is not a duration\n";
+        return kExitUsage;
+      }
+      return service::RunDemo({.duration_ms = *ms, .events_per_second = opts.rate});
+    };
+  });
 
   auto* broker = app.add_subcommand("broker", "Kafka-protocol test broker (librdkafka mock)");
   broker->add_option("--brokers", opts.brokers, "Number of brokers")->check(CLI::Range(1, 16));

@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -187,6 +189,28 @@ int RunService(const Config& config, const RunOptions& options) {
       return kExitFailure;
     }
   }
+  std::jthread reporter;
+  if (options.progress_log_ms > 0) {
+    reporter = std::jthread([&queries, &options, log](std::stop_token token) {
+      std::mutex mu;
+      std::condition_variable_any cv;
+      std::unique_lock lock(mu);
+      while (true) {
+        cv.wait_for(lock, token, std::chrono::milliseconds(options.progress_log_ms),
+                    [] { return false; });
+        if (token.stop_requested()) break;
+        for (RunningQuery& rq : queries) {
+          const auto c = rq.query->counters();
+          const auto progress = rq.ssc->RecentProgress();
+          const double last = progress.empty() ? 0 : progress.back().processing_seconds;
+          const int64_t wm = rq.query->watermark();
+          log->info("{}: {} batches, {} records, {} late; last batch {:.3f}s; watermark {}",
+                    rq.config->aggregation.name, c.batches, c.records, c.late, last,
+                    wm == INT64_MIN ? "none" : streaming::FormatIsoTimestamp(wm));
+        }
+      }
+    });
+  }
   // A query that fails stops the service: wake the signal wait.
   std::atomic<bool> failed{false};
   std::vector<std::jthread> watchers;
@@ -211,6 +235,10 @@ int RunService(const Config& config, const RunOptions& options) {
     }
   }
   for (auto& w : watchers) w.join();
+  if (reporter.joinable()) {
+    reporter.request_stop();
+    reporter.join();
+  }
   if (http) http->Stop();
   return code;
 }

@@ -9,6 +9,8 @@ namespace runnel::service {
 struct RunOptions {
   // Process what the sources hold now, then exit.
   bool available_now = false;
+  // Log a progress line per query this often (0: never).
+  int64_t progress_log_ms = 0;
 };
 
 // Opens state, recovers each query from its last committed batch, and runs until the sources

@@ -131,4 +131,32 @@ int RunBroker(const BrokerOptions& options) {
   return 0;
 }
 
+Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(const BrokerOptions& options) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+  if (rk == nullptr) return Status::Internal(fmt::format("rd_kafka_new: {}", errstr));
+  std::unique_ptr<EmbeddedBroker> broker(new EmbeddedBroker());
+  broker->rk_ = rk;
+  auto* cluster = rd_kafka_mock_cluster_new(rk, options.brokers);
+  if (cluster == nullptr) return Status::Internal("could not start the mock cluster");
+  broker->cluster_ = cluster;
+  for (const auto& [topic, partitions] : options.topics) {
+    const rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(cluster, topic.c_str(), partitions,
+                                                               std::min(options.brokers, 3));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Status::Internal(fmt::format("create topic {}: {}", topic, rd_kafka_err2str(err)));
+    }
+  }
+  broker->bootstrap_ = rd_kafka_mock_cluster_bootstraps(cluster);
+  return broker;
+}
+
+EmbeddedBroker::~EmbeddedBroker() {
+  if (cluster_ != nullptr)
+    rd_kafka_mock_cluster_destroy(static_cast<rd_kafka_mock_cluster_t*>(cluster_));
+  if (rk_ != nullptr) rd_kafka_destroy(static_cast<rd_kafka_t*>(rk_));
+}
+
 }  // namespace runnel::sources

@@ -9,6 +9,7 @@
 // transaction isolation. Production uses a real Kafka cluster.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,5 +28,19 @@ Result<std::pair<std::string, int>> ParseTopicSpec(const std::string& spec);
 
 // Runs the broker in the calling process; returns the exit code.
 int RunBroker(const BrokerOptions& options);
+
+// A mock cluster inside this process (for `runnel demo`); stopped by the destructor.
+class EmbeddedBroker {
+ public:
+  static Result<std::unique_ptr<EmbeddedBroker>> Start(const BrokerOptions& options);
+  ~EmbeddedBroker();
+  const std::string& bootstrap() const { return bootstrap_; }
+
+ private:
+  EmbeddedBroker() = default;
+  void* rk_ = nullptr;       // rd_kafka_t
+  void* cluster_ = nullptr;  // rd_kafka_mock_cluster_t
+  std::string bootstrap_;
+};
 
 }  // namespace runnel::sources

@@ -52,14 +52,20 @@ TEST(CrashTest, KillNineAtRandomMomentsThenRecoverExactly) {
   const std::vector<std::string> argv = {RunnelBinary(), "run", "--config", dir.path() + "/q.yaml",
                                          "--available-now"};
   std::mt19937 rng(20261123);
+  // K kills at random moments; the window grows so slow builds (sanitizers) still progress
+  // between kills. Then one run to the end catches up.
+  constexpr int kKills = 20;
   int kills = 0;
   bool done = false;
-  for (int attempt = 0; attempt < 200 && !done; ++attempt) {
-    const auto after = std::chrono::milliseconds(5 + rng() % 60);
+  for (int attempt = 0; attempt < 200 && kills < kKills && !done; ++attempt) {
+    const auto after = std::chrono::milliseconds(5 + rng() % (40 + 15 * attempt));
     done = RunOrKill(argv, after);
     kills += done ? 0 : 1;
   }
-  ASSERT_TRUE(done) << "never completed";
+  if (!done) {
+    auto final_run = RunProcess(argv);
+    ASSERT_EQ(final_run.exit_code, 0) << final_run.err;
+  }
   EXPECT_GE(kills, 3) << "the test must actually kill the service mid-run";
   EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")))
       << "after " << kills << " kills";
