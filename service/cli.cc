@@ -17,6 +17,7 @@
 #include "service/runner.h"
 #include "sources/generator.h"
 #include "sources/kafka_broker.h"
+#include "sources/kafka_producer.h"
 
 namespace runnel {
 namespace {
@@ -30,6 +31,7 @@ struct CliOptions {
   bool available_now = false;
   std::string duration = "60s";
   double rate = 20000;
+  double gen_rate = 0;
   int brokers = 1;
   std::vector<std::string> topics;
   int64_t events = 0;
@@ -94,14 +96,21 @@ int Broker(const CliOptions& opts) {
 }
 
 int Gen(const CliOptions& opts) {
-  if (opts.out_path.empty()) return NotImplemented("gen --bootstrap (Kafka producing)");
   sources::GeneratorOptions gen{.events = opts.events,
                                 .seed = opts.seed,
                                 .customers = opts.customers,
                                 .ordered_disorder_seconds = opts.disorder_seconds,
                                 .late_fraction = opts.late_fraction,
                                 .malformed_fraction = opts.malformed_fraction};
-  Status st = sources::GenerateToFile(gen, opts.out_path);
+  if (opts.out_path.empty() && (opts.bootstrap.empty() || opts.topic.empty())) {
+    std::cerr << "runnel gen: give --out FILE, or --bootstrap B --topic T\n";
+    return kExitUsage;
+  }
+  Status st = opts.out_path.empty()
+                  ? sources::ProduceEvents(gen, {.bootstrap_servers = opts.bootstrap,
+                                                 .topic = opts.topic,
+                                                 .events_per_second = opts.gen_rate})
+                  : sources::GenerateToFile(gen, opts.out_path);
   if (!st.ok()) {
     std::cerr << "runnel gen: " << st.ToString() << "\n";
     return kExitFailure;
@@ -166,6 +175,8 @@ int RunCli(int argc, char** argv) {
   auto* out = gen->add_option("--out", opts.out_path, "Write JSON lines to FILE");
   auto* bootstrap = gen->add_option("--bootstrap", opts.bootstrap, "Kafka bootstrap servers");
   gen->add_option("--topic", opts.topic, "Kafka topic")->needs(bootstrap);
+  gen->add_option("--rate", opts.gen_rate,
+                  "With --bootstrap: events per second (0: as fast as possible)");
   gen->add_option("--customers", opts.customers, "Customers: a.com, c1.example, ...")
       ->check(CLI::Range(1, 1000));
   gen->add_option(
