@@ -27,11 +27,7 @@ namespace runnel::service {
 int RunDemo(const DemoOptions& options) {
   auto log = Logger("demo");
   // Every thread started below inherits this mask: SIGTERM/SIGINT go to the service's sigwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  BlockTerminationSignals();
 
   auto broker = sources::EmbeddedBroker::Start({.brokers = 1, .topics = {{"clicks", 8}}});
   if (!broker.ok()) {

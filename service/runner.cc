@@ -104,14 +104,19 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
 
 }  // namespace
 
-int RunService(const Config& config, const RunOptions& options) {
-  auto log = Logger("service");
-  // Signals are taken by sigwait on this thread; block them before any thread starts.
+sigset_t BlockTerminationSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int RunService(const Config& config, const RunOptions& options) {
+  auto log = Logger("service");
+  // Signals are taken by sigwait on this thread; block them before any thread starts.
+  const sigset_t signals = BlockTerminationSignals();
 
   auto engine = engine::Context::Make(
       {.workers = config.workers, .memory_budget_bytes = config.memory_budget_bytes});

@@ -74,6 +74,9 @@ const Case kCases[] = {
      "{ count_distinct: session_id, approx: true, precision: 30 }", 16, "between 4 and 18"},
 };
 
+// Keeps test names short in ctest's output.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class ConfigTableTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ConfigTableTest, RefusedWithExit78AndTheLine) {
