@@ -71,7 +71,8 @@ class Broker {
 
 void Produce(const std::string& bootstrap, const std::string& topic, const std::string& file) {
   // One message per line; per-message random partitions (no sticky batching).
-  auto r = RunProcess({"kcat", "-P", "-b", bootstrap, "-t", topic, "-X",
+  // Bounded: kcat waits forever for a broker that is gone.
+  auto r = RunProcess({"timeout", "120", "kcat", "-P", "-b", bootstrap, "-t", topic, "-X",
                        "sticky.partitioning.linger.ms=0", "-l", file});
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
