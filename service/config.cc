@@ -304,8 +304,8 @@ class Validator {
   void Query(const YAML::Node& n, std::set<std::string>* names, Config* c) {
     if (!Keys(n, "query",
               {"name", "source", "batch_interval", "event_time", "window", "allowed_lateness",
-               "group_by", "aggregates", "output_mode", "on_invalid", "dead_letter", "sinks",
-               "shuffle_partitions"})) {
+               "group_by", "aggregates", "output_mode", "on_invalid", "dead_letter", "late_output",
+               "sinks", "shuffle_partitions"})) {
       return;
     }
     QueryConfig q;
@@ -367,6 +367,9 @@ class Validator {
     }
     if (const YAML::Node dl = n["dead_letter"]) {
       if (Keys(dl, "dead_letter", {"path"})) String(dl, "path", &q.dead_letter_path, true);
+    }
+    if (const YAML::Node lo = n["late_output"]) {
+      if (Keys(lo, "late_output", {"path"})) String(lo, "path", &q.late_output_path, true);
     }
     if (a.on_invalid == streaming::OnInvalid::kDeadLetter && q.dead_letter_path.empty()) {
       Error(n["on_invalid"], "on_invalid: dead_letter needs dead_letter: { path: DIR }");

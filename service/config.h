@@ -48,6 +48,7 @@ struct QueryConfig {
   streaming::AggregationOptions aggregation;
   std::vector<SinkConfig> sinks;
   std::string dead_letter_path;  // on_invalid: dead_letter writes here (JSON lines)
+  std::string late_output_path;  // late records are written here too, when set
 };
 
 struct Config {

@@ -38,6 +38,7 @@ struct RunningQuery {
   std::shared_ptr<streaming::AggregationQuery> query;
   std::vector<std::unique_ptr<sinks::JsonFileSink>> sinks;
   std::unique_ptr<sinks::JsonFileSink> dead_letters;
+  std::unique_ptr<sinks::JsonFileSink> late_output;
 };
 
 Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* engine,
@@ -79,6 +80,18 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
   }
   if (!qc.dead_letter_path.empty()) {
     rq->dead_letters = std::make_unique<sinks::JsonFileSink>(qc.dead_letter_path, name);
+  }
+  if (!qc.late_output_path.empty()) {
+    rq->late_output = std::make_unique<sinks::JsonFileSink>(qc.late_output_path, name);
+    auto* late = rq->late_output.get();
+    rq->query->SetLateSink([late](BatchId batch, const std::vector<std::string>& lines) {
+      std::vector<std::string> records;
+      for (const auto& l : lines) {
+        records.push_back(fmt::format(R"({{"_id":"{}-{}","reason":"late","line":{}}})", batch,
+                                      records.size(), QuoteJson(l)));
+      }
+      return late->Write(batch, records);
+    });
   }
   auto* sinks = &rq->sinks;
   auto* dead = rq->dead_letters.get();

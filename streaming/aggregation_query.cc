@@ -265,6 +265,12 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
         return a;
       });
   auto late = engine::MakeSumAccumulator<int64_t>();
+  const bool keep_late = static_cast<bool>(late_sink_);
+  auto late_lines = ctx.MakeAccumulator<std::vector<std::string>>(
+      {}, [](std::vector<std::string> a, std::vector<std::string> b) {
+        a.insert(a.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+        return a;
+      });
   auto records = engine::MakeSumAccumulator<int64_t>();
   auto max_time = ctx.MakeAccumulator<int64_t>(Watermark::kNone,
                                                [](int64_t a, int64_t b) { return std::max(a, b); });
@@ -279,7 +285,10 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
                             dead.Add({InvalidRecord{parsed.invalid_reason, std::move(line)}});
                         } else {
                           max_time.Add(parsed.event_time);
-                          if (parsed.late) late.Add(1);
+                          if (parsed.late) {
+                            late.Add(1);
+                            if (keep_late) late_lines.Add({std::move(line)});
+                          }
                         }
                         return std::move(parsed.partials);
                       })
@@ -358,6 +367,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   commit.metadata["watermark"] = std::to_string(next_watermark.current());
   commit.metadata["max_event_time"] = std::to_string(next_watermark.max_event_time());
 
+  if (keep_late && late.value() > 0) RETURN_NOT_OK(late_sink_(batch_id, late_lines.value()));
   if (sink_) RETURN_NOT_OK(sink_(batch_id, out));
   RETURN_NOT_OK(store_->Commit(commit));
 

@@ -63,6 +63,8 @@ class AggregationQuery {
   // Receives the batch's output records (one JSON object each) before the batch commits.
   using RecordSink = std::function<Status(BatchId, const std::vector<std::string>& records)>;
   using DeadLetterSink = std::function<Status(BatchId, const std::vector<InvalidRecord>&)>;
+  // Receives the batch's late records (the raw lines), before the batch commits.
+  using LateSink = std::function<Status(BatchId, const std::vector<std::string>& lines)>;
 
   // Validates `options`; `store` must outlive the query.
   static Result<std::shared_ptr<AggregationQuery>> Make(AggregationOptions options,
@@ -74,6 +76,9 @@ class AggregationQuery {
 
   // Runs the query on every batch of `lines`.
   void Attach(const DStream<std::string>& lines, RecordSink sink, DeadLetterSink dead_letters = {});
+
+  // Sends late records to `sink` as well as counting them. Call before the first batch.
+  void SetLateSink(LateSink sink) { late_sink_ = std::move(sink); }
 
   // Runs one batch over `lines` (what Attach registers per batch).
   Status RunBatch(const engine::Rdd<std::string>& lines, BatchInfo* info);
@@ -97,6 +102,7 @@ class AggregationQuery {
   StateStore* const store_;
   RecordSink sink_;
   DeadLetterSink dead_letters_;
+  LateSink late_sink_;
   mutable std::mutex mu_;
   Watermark watermark_;     // guarded by mu_
   QueryCounters counters_;  // guarded by mu_

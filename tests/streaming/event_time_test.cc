@@ -128,6 +128,20 @@ TEST_F(EventTimeQueryTest, OutOfOrderWithinLatenessCountsAndLaterIsDropped) {
   EXPECT_EQ(query_->watermark(), k20170917 + 4 * kHour + 30 * 60'000);
 }
 
+TEST_F(EventTimeQueryTest, LateRecordsGoToTheLateOutputWhenOneIsSet) {
+  std::vector<std::string> late_lines;
+  query_->SetLateSink([&](BatchId, const std::vector<std::string>& lines) {
+    late_lines.insert(late_lines.end(), lines.begin(), lines.end());
+    return Status::OK();
+  });
+  ASSERT_TRUE(Batch({Event("a", "2017-09-17T05:00:00")}).ok());
+  const std::string late = Event("b", "2017-09-17T01:00:00");
+  ASSERT_TRUE(Batch({late, Event("a", "2017-09-17T05:10:00")}).ok());
+  EXPECT_EQ(late_lines, (std::vector<std::string>{late}));
+  EXPECT_EQ(query_->counters().late, 1);
+  EXPECT_EQ(CountOf("b", "T01:00:00"), 0);
+}
+
 TEST_F(EventTimeQueryTest, EpochMillisAndBadTimestamps) {
   ASSERT_TRUE(Batch({R"({"k":"a","ts":1505606400000})", R"({"k":"a","ts":-5})",
                      R"({"k":"a","ts":"2017-09-17"})", R"({"k":"a","ts":true})", R"({"k":"a"})",
