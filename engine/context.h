@@ -78,7 +78,6 @@ class Context {
   }
   template <typename T>
   Broadcast<T> MakeBroadcast(T value) {
-    broadcasts_.fetch_add(1, std::memory_order_relaxed);
     return Broadcast<T>(std::move(value));
   }
 
@@ -111,7 +110,6 @@ class Context {
   std::atomic<int> next_shuffle_id_{0};
   std::atomic<int> next_stage_id_{0};
   std::atomic<int> next_job_id_{0};
-  std::atomic<int64_t> broadcasts_{0};
   mutable std::mutex jobs_mu_;
   std::deque<JobMetrics> recent_jobs_;  // guarded by jobs_mu_
 };

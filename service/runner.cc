@@ -25,8 +25,11 @@
 namespace runnel::service {
 namespace {
 
-std::string QuoteJson(const std::string& text) {
-  return boost::json::serialize(boost::json::value(boost::json::string_view(text)));
+// A record that did not make it into the aggregates (dead letter or late), as a JSON line.
+std::string RejectedRecord(BatchId batch, size_t index, std::string_view reason,
+                           const std::string& line) {
+  return boost::json::serialize(boost::json::object{
+      {"_id", fmt::format("{}-{}", batch, index)}, {"reason", reason}, {"line", line}});
 }
 
 // One registered query and what it runs on.
@@ -87,8 +90,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
     rq->query->SetLateSink([late](BatchId batch, const std::vector<std::string>& lines) {
       std::vector<std::string> records;
       for (const auto& l : lines) {
-        records.push_back(fmt::format(R"({{"_id":"{}-{}","reason":"late","line":{}}})", batch,
-                                      records.size(), QuoteJson(l)));
+        records.push_back(RejectedRecord(batch, records.size(), "late", l));
       }
       return late->Write(batch, records);
     });
@@ -105,8 +107,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
         if (dead == nullptr) return Status::OK();
         std::vector<std::string> lines;
         for (const auto& r : invalid) {
-          lines.push_back(fmt::format(R"({{"_id":"{}-{}","reason":"{}","line":{}}})", batch,
-                                      lines.size(), r.reason, QuoteJson(r.line)));
+          lines.push_back(RejectedRecord(batch, lines.size(), r.reason, r.line));
         }
         return dead->Write(batch, lines);
       });

@@ -78,30 +78,12 @@ Result<std::pair<std::string, int>> ParseTopicSpec(const std::string& spec) {
 }
 
 int RunBroker(const BrokerOptions& options) {
-  auto log = Logger("broker");
-  char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr));
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-  if (rk == nullptr) {
-    log->error("rd_kafka_new: {}", errstr);
+  auto broker = EmbeddedBroker::Start(options);
+  if (!broker.ok()) {
+    Logger("broker")->error("{}", broker.status().ToString());
     return 1;
   }
-  rd_kafka_mock_cluster_t* cluster = rd_kafka_mock_cluster_new(rk, options.brokers);
-  if (cluster == nullptr) {
-    log->error("could not start the mock cluster");
-    rd_kafka_destroy(rk);
-    return 1;
-  }
-  for (const auto& [topic, partitions] : options.topics) {
-    const rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(cluster, topic.c_str(), partitions,
-                                                               std::min(options.brokers, 3));
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      log->error("create topic {}: {}", topic, rd_kafka_err2str(err));
-      return 1;
-    }
-  }
-  std::printf("BOOTSTRAP=%s\n", rd_kafka_mock_cluster_bootstraps(cluster));
+  std::printf("BOOTSTRAP=%s\n", (*broker)->bootstrap().c_str());
   std::fflush(stdout);
 
   struct sigaction sa {};
@@ -118,7 +100,7 @@ int RunBroker(const BrokerOptions& options) {
     if (n <= 0) break;  // stdin closed: the parent is gone
     pending.append(buf, static_cast<size_t>(n));
     for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
-      const std::string reply = Control(cluster, pending.substr(0, nl));
+      const std::string reply = (*broker)->Control(pending.substr(0, nl));
       pending.erase(0, nl + 1);
       if (!reply.empty()) {
         std::printf("%s\n", reply.c_str());
@@ -126,8 +108,6 @@ int RunBroker(const BrokerOptions& options) {
       }
     }
   }
-  rd_kafka_mock_cluster_destroy(cluster);
-  rd_kafka_destroy(rk);
   return 0;
 }
 
@@ -151,6 +131,10 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::Start(const BrokerOption
   }
   broker->bootstrap_ = rd_kafka_mock_cluster_bootstraps(cluster);
   return broker;
+}
+
+std::string EmbeddedBroker::Control(const std::string& line) {
+  return runnel::sources::Control(static_cast<rd_kafka_mock_cluster_t*>(cluster_), line);
 }
 
 EmbeddedBroker::~EmbeddedBroker() {

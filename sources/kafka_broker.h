@@ -35,6 +35,8 @@ class EmbeddedBroker {
   static Result<std::unique_ptr<EmbeddedBroker>> Start(const BrokerOptions& options);
   ~EmbeddedBroker();
   const std::string& bootstrap() const { return bootstrap_; }
+  // Applies one fault command (see RunBroker) and returns the reply line ("OK ..."/"ERR ...").
+  std::string Control(const std::string& line);
 
  private:
   EmbeddedBroker() = default;

@@ -139,6 +139,13 @@ ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
   return result;
 }
 
+// The merge of list accumulators (dead letters, late lines).
+template <typename T>
+std::vector<T> Concat(std::vector<T> a, std::vector<T> b) {
+  a.insert(a.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
+  return a;
+}
+
 void PutBigEndian(uint64_t v, std::string* out) {
   for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
 }
@@ -259,18 +266,10 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
         return a;
       });
   const bool keep_dead = opts->on_invalid != OnInvalid::kSkip;
-  auto dead = ctx.MakeAccumulator<std::vector<InvalidRecord>>(
-      {}, [](std::vector<InvalidRecord> a, std::vector<InvalidRecord> b) {
-        a.insert(a.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
-        return a;
-      });
+  auto dead = ctx.MakeAccumulator<std::vector<InvalidRecord>>({}, Concat<InvalidRecord>);
   auto late = engine::MakeSumAccumulator<int64_t>();
   const bool keep_late = static_cast<bool>(late_sink_);
-  auto late_lines = ctx.MakeAccumulator<std::vector<std::string>>(
-      {}, [](std::vector<std::string> a, std::vector<std::string> b) {
-        a.insert(a.end(), std::make_move_iterator(b.begin()), std::make_move_iterator(b.end()));
-        return a;
-      });
+  auto late_lines = ctx.MakeAccumulator<std::vector<std::string>>({}, Concat<std::string>);
   auto records = engine::MakeSumAccumulator<int64_t>();
   auto max_time = ctx.MakeAccumulator<int64_t>(Watermark::kNone,
                                                [](int64_t a, int64_t b) { return std::max(a, b); });
