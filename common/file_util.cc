@@ -12,7 +12,7 @@
 
 namespace runnel {
 
-Status WriteFileAtomically(const std::string& path, std::string_view content) {
+Status WriteFileAtomically(const std::string& path, std::string_view content, bool sync) {
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = fmt::format("{}.tmp-{}-{}", path, getpid(), counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -29,6 +29,12 @@ Status WriteFileAtomically(const std::string& path, std::string_view content) {
     }
     written += static_cast<size_t>(n);
   }
+  if (sync && ::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status::FromErrno("fsync " + tmp, err);
+  }
   if (::close(fd) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
@@ -39,6 +45,17 @@ Status WriteFileAtomically(const std::string& path, std::string_view content) {
     ::unlink(tmp.c_str());
     return Status::FromErrno("rename " + tmp + " -> " + path, err);
   }
+  if (sync) return SyncPath(std::filesystem::path(path).parent_path().string());
+  return Status::OK();
+}
+
+Status SyncPath(const std::string& path) {
+  const int fd = ::open(path.empty() ? "." : path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open " + path, errno);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::FromErrno("fsync " + path, err);
   return Status::OK();
 }
 

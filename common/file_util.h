@@ -9,7 +9,12 @@
 namespace runnel {
 
 // Writes `path` through "<path>.tmp-<pid>-<n>" and a rename, so readers see all or nothing.
-Status WriteFileAtomically(const std::string& path, std::string_view content);
+// With `sync`, the file is fsynced before the rename and its directory after: durable once
+// this returns, even across power loss.
+Status WriteFileAtomically(const std::string& path, std::string_view content, bool sync = false);
+
+// fsync of a file or directory (a directory: so renames and new entries in it are durable).
+Status SyncPath(const std::string& path);
 
 Result<std::string> ReadFile(const std::string& path);
 

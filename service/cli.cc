@@ -11,6 +11,7 @@
 
 #include "common/build_info.h"
 #include "common/logging.h"
+#include "service/checkpoint_cli.h"
 #include "service/config.h"
 #include "service/demo.h"
 #include "service/exit_codes.h"
@@ -44,14 +45,9 @@ struct CliOptions {
   std::string bootstrap;
   std::string topic;
   std::string state_dir;
+  int64_t checkpoint_id = 0;
   bool json = false;
 };
-
-int NotImplemented(std::string_view command) {
-  std::cerr << fmt::format("runnel {}: not implemented in this build ({} {})\n", command,
-                           BuildVersion(), BuildCommit());
-  return kExitUnavailable;
-}
 
 // Loads the config, printing every problem as file:line:col: message.
 std::optional<service::Config> LoadOrReport(const std::string& path) {
@@ -195,8 +191,16 @@ int RunCli(int argc, char** argv) {
     auto* sub = checkpoint->add_subcommand(verb, std::string(verb) + " checkpoints");
     sub->add_option("--state-dir", opts.state_dir, "The service's state_dir")->required();
     sub->add_flag("--json", opts.json, "Print JSON instead of text");
+    if (std::string_view(verb) != "list") {
+      sub->add_option("--id", opts.checkpoint_id, "One checkpoint (default: newest / all)");
+    }
     sub->callback([&, verb] {
-      action = [verb] { return NotImplemented(fmt::format("checkpoint {}", verb)); };
+      action = [&, verb] {
+        return service::RunCheckpointCommand({.verb = verb,
+                                              .state_dir = opts.state_dir,
+                                              .id = opts.checkpoint_id,
+                                              .json = opts.json});
+      };
     });
   }
 

@@ -187,14 +187,25 @@ class Validator {
 
   void Checkpoint(const YAML::Node& n, Config* c) {
     if (!Keys(n, "checkpoint", {"every", "keep"})) return;
-    Duration(n, "every", &c->checkpoint_every_ms);
+    // A duration ("30s") or a batch count ("100 batches").
+    static const std::regex kBatches(R"(\s*([0-9]{1,9})\s+batch(es)?\s*)");
+    std::string every;
+    std::smatch m;
+    if (String(n, "every", &every) && std::regex_match(every, m, kBatches)) {
+      c->checkpoint_every_ms = 0;
+      c->checkpoint_every_batches = std::stoll(m[1].str());
+      if (c->checkpoint_every_batches <= 0) Error(n["every"], "'every': need at least 1 batch");
+    } else {
+      Duration(n, "every", &c->checkpoint_every_ms);
+    }
     Integer(n, "keep", &c->checkpoint_keep, 1, 1000);
   }
 
   void State(const YAML::Node& n, Config* c) {
-    if (!Keys(n, "state", {"retention", "block_cache"})) return;
+    if (!Keys(n, "state", {"retention", "block_cache", "write_buffer"})) return;
     Duration(n, "retention", &c->state_retention_ms);
     Size(n, "block_cache", &c->state_block_cache_bytes);
+    Size(n, "write_buffer", &c->state_write_buffer_bytes);
   }
 
   void Source(const std::string& name, const YAML::Node& n, Config* c) {
@@ -305,7 +316,7 @@ class Validator {
     if (!Keys(n, "query",
               {"name", "source", "batch_interval", "event_time", "window", "allowed_lateness",
                "group_by", "aggregates", "output_mode", "on_invalid", "dead_letter", "late_output",
-               "sinks", "shuffle_partitions"})) {
+               "sinks", "shuffle_partitions", "on_definition_change"})) {
       return;
     }
     QueryConfig q;
@@ -375,6 +386,11 @@ class Validator {
       Error(n["on_invalid"], "on_invalid: dead_letter needs dead_letter: { path: DIR }");
     }
     Integer(n, "shuffle_partitions", &a.shuffle_partitions, 1, 4096);
+    std::string on_change;
+    if (OneOf(n, "on_definition_change", &on_change, {"fail", "reset"})) {
+      a.reset_on_definition_change = on_change == "reset";
+    }
+    a.retention_ms = c->state_retention_ms;
     if (const YAML::Node sinks = n["sinks"]) {
       if (!sinks.IsSequence()) {
         Error(sinks, "'sinks' must be a list");

@@ -62,11 +62,13 @@ struct Config {
   int workers = 2;
   int64_t memory_budget_bytes = int64_t{1} << 30;
   // checkpoint
-  int64_t checkpoint_every_ms = 30000;
+  int64_t checkpoint_every_ms = 30000;   // 0 when counted in batches
+  int64_t checkpoint_every_batches = 0;  // "every: N batches" (batches of all queries)
   int checkpoint_keep = 3;
   // state
   int64_t state_retention_ms = 48LL * 3600 * 1000;
   int64_t state_block_cache_bytes = 256 << 20;
+  int64_t state_write_buffer_bytes = 128 << 20;
 
   std::map<std::string, SourceConfig> sources;
   std::vector<QueryConfig> queries;

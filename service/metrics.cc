@@ -46,11 +46,11 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
  public:
   QueryProbe(Metrics* m, const std::string& name,
              std::shared_ptr<streaming::AggregationQuery> query,
-             std::function<int64_t()> state_keys)
+             std::function<StateSize()> state_size)
       : m_(m),
         name_(name),
         query_(std::move(query)),
-        state_keys_fn_(std::move(state_keys)),
+        state_size_fn_(std::move(state_size)),
         batches_(m->batches_.Add({{"query", name}})),
         duration_(m->batch_duration_.Add(
             {{"query", name}},
@@ -60,7 +60,8 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
         records_(m->records_.Add({{"query", name}})),
         late_(m->late_.Add({{"query", name}})),
         watermark_(m->watermark_.Add({{"query", name}})),
-        keys_(m->state_keys_.Add({{"query", name}})) {}
+        keys_(m->state_keys_.Add({{"query", name}})),
+        bytes_(m->state_bytes_.Add({{"query", name}})) {}
 
   void OnBatchCompleted(const streaming::BatchProgress& p) override {
     if (!p.status.ok()) return;
@@ -75,14 +76,18 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
       counter.Increment(static_cast<double>(n) - counter.Value());
     }
     if (p.watermark_ms != INT64_MIN) watermark_.Set(static_cast<double>(p.watermark_ms) / 1000.0);
-    if (state_keys_fn_) keys_.Set(static_cast<double>(state_keys_fn_()));
+    if (state_size_fn_) {
+      const StateSize size = state_size_fn_();
+      keys_.Set(static_cast<double>(size.keys));
+      bytes_.Set(static_cast<double>(size.bytes));
+    }
   }
 
  private:
   Metrics* const m_;
   const std::string name_;
   const std::shared_ptr<streaming::AggregationQuery> query_;
-  const std::function<int64_t()> state_keys_fn_;
+  const std::function<StateSize()> state_size_fn_;
   prometheus::Counter& batches_;
   prometheus::Histogram& duration_;
   prometheus::Gauge& delay_;
@@ -90,6 +95,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
   prometheus::Counter& late_;
   prometheus::Gauge& watermark_;
   prometheus::Gauge& keys_;
+  prometheus::Gauge& bytes_;
 };
 
 Metrics::Metrics()
@@ -124,6 +130,22 @@ Metrics::Metrics()
                       .Name("runnel_state_keys")
                       .Help("Keys in state (estimate)")
                       .Register(*registry_)),
+      state_bytes_(BuildGauge()
+                       .Name("runnel_state_size_bytes")
+                       .Help("State on disk and in memtables")
+                       .Register(*registry_)),
+      checkpoint_duration_(
+          BuildHistogram()
+              .Name("runnel_checkpoint_duration_seconds")
+              .Help("Time to take a checkpoint (RocksDB checkpoint, file checksums, manifest)")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                               2.5, 5, 10, 30, 60})),
+      last_checkpoint_(BuildGauge()
+                           .Name("runnel_last_checkpoint_timestamp_seconds")
+                           .Help("When the last checkpoint finished")
+                           .Register(*registry_)
+                           .Add({})),
       cpu_seconds_(BuildCounter()
                        .Name("process_cpu_seconds_total")
                        .Help("User and system CPU time")
@@ -161,11 +183,41 @@ Metrics::~Metrics() = default;
 
 streaming::BatchListener* Metrics::ForQuery(const std::string& name,
                                             std::shared_ptr<streaming::AggregationQuery> query,
-                                            std::function<int64_t()> state_keys) {
+                                            std::function<StateSize()> state_size) {
   std::lock_guard lock(mu_);
   probes_.push_back(
-      std::make_unique<QueryProbe>(this, name, std::move(query), std::move(state_keys)));
+      std::make_unique<QueryProbe>(this, name, std::move(query), std::move(state_size)));
   return probes_.back().get();
+}
+
+void Metrics::SetStorageProbe(std::function<std::map<std::string, uint64_t>()> tickers) {
+  // RocksDB tickers as counters, in base units.
+  struct Exported {
+    const char* ticker;
+    const char* name;
+    const char* help;
+  };
+  static constexpr Exported kExported[] = {
+      {"block_cache_hit", "runnel_state_block_cache_hits_total", "Block cache hits"},
+      {"block_cache_miss", "runnel_state_block_cache_misses_total", "Block cache misses"},
+      {"bytes_written", "runnel_state_written_bytes_total", "Bytes written to state"},
+      {"bytes_read", "runnel_state_read_bytes_total", "Bytes read from state"},
+      {"compaction_bytes_written", "runnel_state_compaction_written_bytes_total",
+       "Bytes written by compactions"},
+      {"wal_syncs", "runnel_state_wal_syncs_total", "WAL fsyncs"},
+  };
+  std::lock_guard lock(mu_);
+  storage_probe_ = std::move(tickers);
+  for (const Exported& e : kExported) {
+    storage_counters_[e.ticker] =
+        &BuildCounter().Name(e.name).Help(e.help).Register(*registry_).Add({});
+  }
+}
+
+void Metrics::ObserveCheckpoint(double seconds) {
+  checkpoint_duration_.Observe(seconds);
+  last_checkpoint_.Set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
 void Metrics::RefreshProcess() {
@@ -192,6 +244,17 @@ void Metrics::RefreshProcess() {
 
 std::string Metrics::Scrape() {
   RefreshProcess();
+  {
+    std::lock_guard lock(mu_);
+    if (storage_probe_) {
+      for (const auto& [ticker, value] : storage_probe_()) {
+        auto it = storage_counters_.find(ticker);
+        if (it == storage_counters_.end()) continue;
+        const double delta = static_cast<double>(value) - it->second->Value();
+        if (delta > 0) it->second->Increment(delta);
+      }
+    }
+  }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

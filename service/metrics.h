@@ -6,6 +6,8 @@
 // labels). Thread safety: every method may be called from any thread.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +23,12 @@
 
 namespace runnel::service {
 
+// A query's state size, read after each of its batches.
+struct StateSize {
+  int64_t keys = 0;
+  int64_t bytes = 0;
+};
+
 class Metrics {
  public:
   Metrics();
@@ -29,7 +37,13 @@ class Metrics {
   // The listener that records one query's batches (owned by Metrics; lives as long as it).
   streaming::BatchListener* ForQuery(const std::string& name,
                                      std::shared_ptr<streaming::AggregationQuery> query,
-                                     std::function<int64_t()> state_keys);
+                                     std::function<StateSize()> state_size);
+
+  // The state store's counters (RocksDB tickers by short name), read at each scrape.
+  void SetStorageProbe(std::function<std::map<std::string, uint64_t>()> tickers);
+
+  // A checkpoint finished: its duration, and now as the last checkpoint time.
+  void ObserveCheckpoint(double seconds);
 
   // Prometheus text format of every metric, process_* refreshed first.
   std::string Scrape();
@@ -47,13 +61,18 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& late_;
   prometheus::Family<prometheus::Gauge>& watermark_;
   prometheus::Family<prometheus::Gauge>& state_keys_;
+  prometheus::Family<prometheus::Gauge>& state_bytes_;
+  prometheus::Histogram& checkpoint_duration_;
+  prometheus::Gauge& last_checkpoint_;
   prometheus::Counter& cpu_seconds_;
   prometheus::Gauge& resident_bytes_;
   prometheus::Gauge& virtual_bytes_;
   prometheus::Gauge& open_fds_;
   prometheus::Gauge& start_time_;
   std::mutex mu_;
-  std::vector<std::unique_ptr<QueryProbe>> probes_;  // guarded by mu_
+  std::vector<std::unique_ptr<QueryProbe>> probes_;                 // guarded by mu_
+  std::function<std::map<std::string, uint64_t>()> storage_probe_;  // guarded by mu_
+  std::map<std::string, prometheus::Counter*> storage_counters_;    // by ticker name
 };
 
 }  // namespace runnel::service

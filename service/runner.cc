@@ -10,9 +10,11 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "checkpoint/checkpoint.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "engine/context.h"
+#include "service/checkpointer.h"
 #include "service/exit_codes.h"
 #include "service/http_api.h"
 #include "service/metrics.h"
@@ -138,13 +140,21 @@ int RunService(const Config& config, const RunOptions& options) {
     log->error("engine: {}", engine.status().ToString());
     return kExitFailure;
   }
-  auto store = state::RocksDbStateStore::Open(
-      {.path = config.state_dir + "/db", .block_cache_bytes = config.state_block_cache_bytes});
+  auto store = checkpoint::OpenState(config.state_dir,
+                                     {.block_cache_bytes = config.state_block_cache_bytes,
+                                      .write_buffer_bytes = config.state_write_buffer_bytes});
   if (!store.ok()) {
     log->error("state: {}", store.status().ToString());
     return kExitFailure;
   }
   Metrics metrics;
+  auto* db = store->get();
+  metrics.SetStorageProbe([db] { return db->Tickers(); });
+  Checkpointer checkpointer({.state_dir = config.state_dir,
+                             .keep = config.checkpoint_keep,
+                             .every_ms = config.checkpoint_every_ms,
+                             .every_batches = config.checkpoint_every_batches},
+                            db, &metrics);
   std::atomic<bool> ready{false};
   ApiContext api{.metrics = &metrics, .ready = &ready};
   std::unique_ptr<HttpServer> http;
@@ -163,14 +173,17 @@ int RunService(const Config& config, const RunOptions& options) {
     Status st = BuildQuery(config, config.queries[i], engine->get(), store->get(), &queries[i]);
     if (!st.ok()) {
       log->error("{}", st.ToString());
+      if (st.code() == StatusCode::kFailedPrecondition) return kExitConfig;  // definition changed
       return st.code() == StatusCode::kNotImplemented ? kExitUnavailable : kExitFailure;
     }
   }
   for (RunningQuery& rq : queries) {
     const std::string& name = rq.config->aggregation.name;
-    auto* raw_store = store->get();
-    rq.ssc->AddListener(metrics.ForQuery(
-        name, rq.query, [raw_store, name] { return raw_store->EstimateKeys(name); }));
+    rq.ssc->AddListener(metrics.ForQuery(name, rq.query, [db, name] {
+      const state::NamespaceStats stats = db->Stats(name);
+      return StateSize{.keys = stats.keys, .bytes = stats.bytes};
+    }));
+    rq.ssc->AddListener(checkpointer.listener());
     api.queries.push_back({.name = name,
                            .source = rq.config->source,
                            .batch_interval_ms = rq.config->batch_interval_ms,
@@ -198,6 +211,10 @@ int RunService(const Config& config, const RunOptions& options) {
                 rq.config->aggregation.name, counters.batches, counters.records, invalid,
                 counters.late);
     }
+    if (Status st = checkpointer.Final(); !st.ok()) {
+      log->error("final checkpoint: {}", st.ToString());
+      return kExitFailure;
+    }
     return kExitOk;
   }
 
@@ -208,6 +225,7 @@ int RunService(const Config& config, const RunOptions& options) {
       return kExitFailure;
     }
   }
+  checkpointer.Start();
   std::jthread reporter;
   if (options.progress_log_ms > 0) {
     reporter = std::jthread([&queries, &options, log](std::stop_token token) {
@@ -254,6 +272,10 @@ int RunService(const Config& config, const RunOptions& options) {
     }
   }
   for (auto& w : watchers) w.join();
+  if (Status st = checkpointer.Final(); !st.ok()) {
+    log->error("final checkpoint: {}", st.ToString());
+    code = kExitFailure;
+  }
   if (reporter.joinable()) {
     reporter.request_stop();
     reporter.join();

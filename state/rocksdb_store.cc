@@ -1,44 +1,128 @@
 #include "state/rocksdb_store.h"
 
+#include <charconv>
+#include <filesystem>
+
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include "common/file_util.h"
-#include "engine/serde.h"
+#include "state/state.pb.h"
 
 namespace runnel::state {
 namespace {
 
 constexpr char kBatchKeyPrefix[] = "batch/";
-constexpr uint8_t kBatchFormatVersion = 1;
+constexpr uint32_t kBatchFormatVersion = 1;  // BatchRecord.format_version
 
 std::string EncodeCommitted(const streaming::CommittedBatch& b) {
-  std::string out(1, static_cast<char>(kBatchFormatVersion));
-  engine::Serde<int64_t>::Write(b.batch_id.value(), &out);
-  engine::Serde<std::map<std::string, std::string>>::Write(b.positions, &out);
-  engine::Serde<std::map<std::string, std::string>>::Write(b.metadata, &out);
+  v1::BatchRecord record;
+  record.set_format_version(kBatchFormatVersion);
+  record.set_batch_id(b.batch_id.value());
+  record.mutable_positions()->insert(b.positions.begin(), b.positions.end());
+  record.mutable_metadata()->insert(b.metadata.begin(), b.metadata.end());
+  std::string out;
+  // Deterministic: the same record is always the same bytes.
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  record.SerializeToCodedStream(&coded);
   return out;
 }
 
 Result<streaming::CommittedBatch> DecodeCommitted(std::string_view in) {
-  if (in.empty() || static_cast<uint8_t>(in[0]) != kBatchFormatVersion) {
-    return Status::Corruption("committed batch record: unknown format version");
-  }
-  in.remove_prefix(1);
-  int64_t id = 0;
-  streaming::CommittedBatch b;
-  if (!engine::Serde<int64_t>::Read(&in, &id) ||
-      !engine::Serde<std::map<std::string, std::string>>::Read(&in, &b.positions) ||
-      !engine::Serde<std::map<std::string, std::string>>::Read(&in, &b.metadata) || !in.empty()) {
+  v1::BatchRecord record;
+  if (!record.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
     return Status::Corruption("committed batch record: malformed");
   }
-  b.batch_id = BatchId(id);
+  if (record.format_version() != kBatchFormatVersion) {
+    return Status::Corruption(
+        fmt::format("committed batch record: unknown format version {}", record.format_version()));
+  }
+  streaming::CommittedBatch b;
+  b.batch_id = BatchId(record.batch_id());
+  b.positions.insert(record.positions().begin(), record.positions().end());
+  b.metadata.insert(record.metadata().begin(), record.metadata().end());
   return b;
 }
 
+int64_t ExpireBefore(const streaming::CommittedBatch& b) {
+  auto it = b.metadata.find(streaming::kExpireBeforeKey);
+  int64_t v = INT64_MIN;
+  if (it != b.metadata.end())
+    std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  return v;
+}
+
+// The time at the end of a state key: 8 big-endian bytes with the sign bit flipped.
+bool KeyTime(const rocksdb::Slice& key, int64_t* t) {
+  if (key.size() < 8) return false;
+  uint64_t u = 0;
+  for (size_t i = key.size() - 8; i < key.size(); ++i) u = (u << 8) | static_cast<uint8_t>(key[i]);
+  *t = static_cast<int64_t>(u ^ (uint64_t{1} << 63));
+  return true;
+}
+
+class RetentionFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit RetentionFilter(int64_t cutoff) : cutoff_(cutoff) {}
+  bool Filter(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& /*value*/,
+              std::string* /*new_value*/, bool* /*value_changed*/) const override {
+    int64_t t = 0;
+    return KeyTime(key, &t) && t < cutoff_;
+  }
+  const char* Name() const override { return "runnel.RetentionFilter"; }
+
+ private:
+  const int64_t cutoff_;
+};
+
+// Creates an empty database at `path` atomically: built in "<path>.new", then renamed, so a
+// crash during creation never leaves a half-made database where a real one is expected.
+Status CreateDatabase(const std::string& path, const rocksdb::DBOptions& db_options) {
+  namespace fs = std::filesystem;
+  const std::string tmp = path + ".new";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  rocksdb::Options options(db_options, rocksdb::ColumnFamilyOptions());
+  options.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  RETURN_NOT_OK(FromRocks(rocksdb::DB::Open(options, tmp, &raw), "create state " + tmp));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  RETURN_NOT_OK(FromRocks(db->Close(), "close " + tmp));
+  db.reset();
+  RETURN_NOT_OK(SyncPath(tmp));
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::IOError(fmt::format("rename {}: {}", tmp, ec.message()));
+  return SyncPath(fs::path(path).parent_path().string());
+}
+
 }  // namespace
+
+// Per column family cutoffs, read when a compaction starts. Thread safety: all methods.
+class RocksDbStateStore::RetentionFilterFactory final : public rocksdb::CompactionFilterFactory {
+ public:
+  void Set(uint32_t cf_id, int64_t cutoff) {
+    std::lock_guard lock(mu_);
+    cutoffs_[cf_id] = cutoff;
+  }
+  std::unique_ptr<rocksdb::CompactionFilter> CreateCompactionFilter(
+      const rocksdb::CompactionFilter::Context& context) override {
+    std::lock_guard lock(mu_);
+    auto it = cutoffs_.find(context.column_family_id);
+    if (it == cutoffs_.end()) return nullptr;
+    return std::make_unique<RetentionFilter>(it->second);
+  }
+  const char* Name() const override { return "runnel.RetentionFilterFactory"; }
+
+ private:
+  std::mutex mu_;
+  std::map<uint32_t, int64_t> cutoffs_;  // guarded by mu_
+};
 
 Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return Status::OK();
@@ -52,23 +136,33 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
 }
 
 Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOptions options) {
-  RETURN_NOT_OK(MakeDirs(options.path));
   rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
+  db_options.create_if_missing = false;
   db_options.create_missing_column_families = true;
+  db_options.paranoid_checks = true;
   db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
       static_cast<size_t>(options.write_buffer_bytes));
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.keep_log_file_num = 3;
+  auto statistics = rocksdb::CreateDBStatistics();
+  statistics->set_stats_level(rocksdb::StatsLevel::kExceptTimers);
+  db_options.statistics = statistics;
 
+  auto retention = std::make_shared<RetentionFilterFactory>();
   rocksdb::ColumnFamilyOptions cf_options;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(static_cast<size_t>(options.block_cache_bytes));
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_options.compaction_filter_factory = retention;
 
+  std::error_code ec;
+  if (!std::filesystem::exists(options.path, ec)) {
+    RETURN_NOT_OK(MakeDirs(std::filesystem::path(options.path).parent_path().string()));
+    RETURN_NOT_OK(CreateDatabase(options.path, db_options));
+  }
   std::vector<std::string> names;
-  rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, options.path, &names);
-  if (!listed.ok()) names = {rocksdb::kDefaultColumnFamilyName};  // a new database
+  RETURN_NOT_OK(FromRocks(rocksdb::DB::ListColumnFamilies(db_options, options.path, &names),
+                          fmt::format("state {} is not a readable database", options.path)));
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : names) descriptors.emplace_back(name, cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -78,16 +172,23 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
   std::unique_ptr<rocksdb::DB> db(raw);
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families;
   for (size_t i = 0; i < handles.size(); ++i) families[names[i]] = handles[i];
-  return std::unique_ptr<RocksDbStateStore>(
-      new RocksDbStateStore(std::move(options), std::move(db), std::move(families), cf_options));
+  std::unique_ptr<RocksDbStateStore> store(
+      new RocksDbStateStore(std::move(options), std::move(db), std::move(families), cf_options,
+                            std::move(retention), std::move(statistics)));
+  RETURN_NOT_OK(store->LoadRetention());
+  return store;
 }
 
 RocksDbStateStore::RocksDbStateStore(RocksDbOptions options, std::unique_ptr<rocksdb::DB> db,
                                      std::map<std::string, rocksdb::ColumnFamilyHandle*> families,
-                                     rocksdb::ColumnFamilyOptions cf_options)
+                                     rocksdb::ColumnFamilyOptions cf_options,
+                                     std::shared_ptr<RetentionFilterFactory> retention,
+                                     std::shared_ptr<rocksdb::Statistics> statistics)
     : options_(std::move(options)),
       db_(std::move(db)),
       cf_options_(std::move(cf_options)),
+      retention_(std::move(retention)),
+      statistics_(std::move(statistics)),
       families_(std::move(families)) {}
 
 RocksDbStateStore::~RocksDbStateStore() {
@@ -97,11 +198,22 @@ RocksDbStateStore::~RocksDbStateStore() {
   db_->Close().PermitUncheckedError();
 }
 
+Status RocksDbStateStore::LoadRetention() {
+  ASSIGN_OR_RETURN(auto all, AllCommitted());
+  for (const auto& [ns, batch] : all) {
+    const int64_t cutoff = ExpireBefore(batch);
+    if (cutoff == INT64_MIN) continue;
+    ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
+    if (cf != nullptr) retention_->Set(cf->GetID(), cutoff);
+  }
+  return Status::OK();
+}
+
 Result<rocksdb::ColumnFamilyHandle*> RocksDbStateStore::Family(const std::string& ns, bool create) {
   if (ns.empty() || ns == rocksdb::kDefaultColumnFamilyName) {
     return Status::InvalidArgument(fmt::format("bad namespace '{}'", ns));
   }
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(families_mu_);
   if (auto it = families_.find(ns); it != families_.end()) return it->second;
   if (!create) return static_cast<rocksdb::ColumnFamilyHandle*>(nullptr);
   rocksdb::ColumnFamilyHandle* handle = nullptr;
@@ -139,7 +251,7 @@ Status RocksDbStateStore::Scan(
 
 Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(commit.ns, true));
-  std::lock_guard lock(mu_);  // one commit at a time: the batch id check below stays true
+  std::lock_guard lock(commit_mu_);  // one commit at a time: the batch id check stays true
   ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommitted(commit.ns));
   if (last && commit.batch_id.value() != last->batch_id.value() + 1) {
     return Status::FailedPrecondition(fmt::format("{}: commit of batch {} after batch {}",
@@ -149,6 +261,9 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   next.batch_id = commit.batch_id;
   for (const auto& [k, v] : commit.positions) next.positions[k] = v;
   for (const auto& [k, v] : commit.metadata) next.metadata[k] = v;
+  if (commit.expire_before_ms != INT64_MIN) {
+    next.metadata[streaming::kExpireBeforeKey] = std::to_string(commit.expire_before_ms);
+  }
 
   rocksdb::WriteBatch batch;
   for (const auto& [k, v] : commit.puts) RETURN_NOT_OK(FromRocks(batch.Put(cf, k, v), "batch put"));
@@ -160,7 +275,9 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   rocksdb::WriteOptions write;
   write.sync = options_.sync_commits;
   write.disableWAL = false;
-  return FromRocks(db_->Write(write, &batch), "commit " + commit.ns);
+  RETURN_NOT_OK(FromRocks(db_->Write(write, &batch), "commit " + commit.ns));
+  if (commit.expire_before_ms != INT64_MIN) retention_->Set(cf->GetID(), commit.expire_before_ms);
+  return Status::OK();
 }
 
 Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommitted(
@@ -174,12 +291,89 @@ Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommitte
   return std::optional<streaming::CommittedBatch>(std::move(b));
 }
 
-int64_t RocksDbStateStore::EstimateKeys(const std::string& ns) {
+Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::AllCommitted() {
+  std::map<std::string, streaming::CommittedBatch> all;
+  const std::string prefix = kBatchKeyPrefix;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), db_->DefaultColumnFamily()));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    ASSIGN_OR_RETURN(streaming::CommittedBatch b, DecodeCommitted(it->value().ToStringView()));
+    all.emplace(it->key().ToString().substr(prefix.size()), std::move(b));
+  }
+  RETURN_NOT_OK(FromRocks(it->status(), "read batch records"));
+  return all;
+}
+
+Status RocksDbStateStore::Reset(const std::string& ns) {
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, true));
+  std::lock_guard lock(commit_mu_);
+  ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommitted(ns));
+  // Every key's delete and the emptied batch record in one write: a crash leaves the old
+  // state or the reset one.
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    RETURN_NOT_OK(FromRocks(batch.Delete(cf, it->key()), "batch delete"));
+  }
+  RETURN_NOT_OK(FromRocks(it->status(), "scan " + ns));
+  const std::string key = kBatchKeyPrefix + ns;
+  if (last) {
+    RETURN_NOT_OK(FromRocks(
+        batch.Put(db_->DefaultColumnFamily(), key, EncodeCommitted({last->batch_id, {}, {}})),
+        "batch put"));
+  }
+  rocksdb::WriteOptions write;
+  write.sync = true;
+  RETURN_NOT_OK(FromRocks(db_->Write(write, &batch), "reset " + ns));
+  retention_->Set(cf->GetID(), INT64_MIN);
+  return Status::OK();
+}
+
+Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::CreateCheckpoint(
+    const std::string& dir) {
+  std::lock_guard lock(commit_mu_);
+  ASSIGN_OR_RETURN(auto all, AllCommitted());
+  rocksdb::Checkpoint* raw = nullptr;
+  RETURN_NOT_OK(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  RETURN_NOT_OK(FromRocks(checkpoint->CreateCheckpoint(dir), "checkpoint into " + dir));
+  return all;
+}
+
+Status RocksDbStateStore::FlushWal() { return FromRocks(db_->FlushWAL(true), "flush WAL"); }
+
+Status RocksDbStateStore::Compact(const std::string& ns) {
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
+  if (cf == nullptr) return Status::OK();
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  return FromRocks(db_->CompactRange(options, cf, nullptr, nullptr), "compact " + ns);
+}
+
+NamespaceStats RocksDbStateStore::Stats(const std::string& ns) {
+  NamespaceStats stats;
   auto cf = Family(ns, false);
-  if (!cf.ok() || *cf == nullptr) return 0;
-  uint64_t n = 0;
-  db_->GetIntProperty(*cf, "rocksdb.estimate-num-keys", &n);
-  return static_cast<int64_t>(n);
+  if (!cf.ok() || *cf == nullptr) return stats;
+  uint64_t v = 0;
+  if (db_->GetIntProperty(*cf, "rocksdb.estimate-num-keys", &v))
+    stats.keys = static_cast<int64_t>(v);
+  if (db_->GetIntProperty(*cf, "rocksdb.total-sst-files-size", &v))
+    stats.bytes += static_cast<int64_t>(v);
+  if (db_->GetIntProperty(*cf, "rocksdb.size-all-mem-tables", &v))
+    stats.bytes += static_cast<int64_t>(v);
+  return stats;
+}
+
+std::map<std::string, uint64_t> RocksDbStateStore::Tickers() const {
+  return {
+      {"block_cache_hit", statistics_->getTickerCount(rocksdb::BLOCK_CACHE_HIT)},
+      {"block_cache_miss", statistics_->getTickerCount(rocksdb::BLOCK_CACHE_MISS)},
+      {"bytes_written", statistics_->getTickerCount(rocksdb::BYTES_WRITTEN)},
+      {"bytes_read", statistics_->getTickerCount(rocksdb::BYTES_READ)},
+      {"compaction_bytes_written", statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES)},
+      {"stall_micros", statistics_->getTickerCount(rocksdb::STALL_MICROS)},
+      {"wal_syncs", statistics_->getTickerCount(rocksdb::WAL_FILE_SYNCED)},
+  };
 }
 
 }  // namespace runnel::state

@@ -1,13 +1,18 @@
 // RocksDbStateStore: the durable StateStore. One RocksDB database per service (under
 // service.state_dir), one column family per query namespace, and the "default" family for
-// metadata: per namespace, the last committed batch (id, source positions, query metadata).
+// metadata: per namespace, the last committed batch (id, source positions, query metadata) as
+// a protobuf BatchRecord. The layout is documented in docs/state-format.md.
 //
 // Commit writes the batch's puts and deletes, its positions and its id in ONE WriteBatch with
 // the WAL on (and synced unless `sync_commits` is off): that write is the commit point, so
 // after a crash (kill -9 included) a namespace holds every change of a batch or none.
 // All column families share one block cache and one write-buffer budget.
 //
-// Thread safety: every method may be called from any thread. Reads see whole commits.
+// Retention: a commit's `expire_before_ms` becomes its family's cutoff; a compaction filter
+// drops keys whose trailing 8-byte time is before it (readers skip them until then).
+//
+// Thread safety: every method may be called from any thread. Reads see whole commits;
+// CreateCheckpoint sees no commit half-done.
 #pragma once
 
 #include <map>
@@ -16,20 +21,29 @@
 #include <string>
 
 #include <rocksdb/db.h>
+#include <rocksdb/statistics.h>
 
 #include "streaming/state_store.h"
 
 namespace runnel::state {
 
 struct RocksDbOptions {
-  std::string path;                        // the database directory (created if missing)
+  std::string path;                        // the database directory
   int64_t block_cache_bytes = 256 << 20;   // shared by all queries
   int64_t write_buffer_bytes = 128 << 20;  // total memtable budget, shared by all queries
   bool sync_commits = true;                // fsync the WAL at each commit (power-loss safety)
 };
 
+// Size of one namespace, for the state probe.
+struct NamespaceStats {
+  int64_t keys = 0;   // RocksDB's estimate
+  int64_t bytes = 0;  // SST files plus memtables
+};
+
 class RocksDbStateStore final : public streaming::StateStore {
  public:
+  // Opens the database at options.path, creating it (atomically) only when the directory is
+  // missing: a directory without a valid database is an error, never overwritten.
   static Result<std::unique_ptr<RocksDbStateStore>> Open(RocksDbOptions options);
   ~RocksDbStateStore() override;
 
@@ -38,23 +52,46 @@ class RocksDbStateStore final : public streaming::StateStore {
               const std::function<bool(const std::string&, const std::string&)>& fn) override;
   Status Commit(const streaming::BatchCommit& commit) override;
   Result<std::optional<streaming::CommittedBatch>> LastCommitted(const std::string& ns) override;
+  Status Reset(const std::string& ns) override;
 
-  // Keys in a namespace (RocksDB's estimate).
-  int64_t EstimateKeys(const std::string& ns);
-  rocksdb::DB* db() { return db_.get(); }
+  // The last committed batch of every namespace.
+  Result<std::map<std::string, streaming::CommittedBatch>> AllCommitted();
+
+  // A RocksDB checkpoint (hard-linked SST files, copied WAL and MANIFEST) into `dir`, which
+  // must not exist. No commit runs meanwhile, so the returned batch records are exactly the
+  // checkpoint's content.
+  Result<std::map<std::string, streaming::CommittedBatch>> CreateCheckpoint(const std::string& dir);
+
+  // Syncs the WAL to disk (graceful stop).
+  Status FlushWal();
+  // Compacts a namespace's whole key range, applying retention now (tests, maintenance).
+  Status Compact(const std::string& ns);
+
+  NamespaceStats Stats(const std::string& ns);
+  // RocksDB's tickers the metrics export, by short name (block_cache_hit, bytes_written, ...).
+  std::map<std::string, uint64_t> Tickers() const;
 
  private:
+  class RetentionFilterFactory;
+
   RocksDbStateStore(RocksDbOptions options, std::unique_ptr<rocksdb::DB> db,
                     std::map<std::string, rocksdb::ColumnFamilyHandle*> families,
-                    rocksdb::ColumnFamilyOptions cf_options);
+                    rocksdb::ColumnFamilyOptions cf_options,
+                    std::shared_ptr<RetentionFilterFactory> retention,
+                    std::shared_ptr<rocksdb::Statistics> statistics);
   // The family of `ns`, created on first use; nullptr with `create` false and none exists.
   Result<rocksdb::ColumnFamilyHandle*> Family(const std::string& ns, bool create);
+  // Reads every namespace's expire_before cutoff into the retention filter (at open).
+  Status LoadRetention();
 
   const RocksDbOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   const rocksdb::ColumnFamilyOptions cf_options_;
-  std::mutex mu_;  // serializes family creation and commits
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;  // guarded by mu_
+  const std::shared_ptr<RetentionFilterFactory> retention_;
+  const std::shared_ptr<rocksdb::Statistics> statistics_;
+  std::mutex commit_mu_;    // serializes commits, resets and checkpoints
+  std::mutex families_mu_;  // guards families_ (handles live until the store closes)
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
 };
 
 // Converts a RocksDB status at the module edge.

@@ -8,12 +8,13 @@
 #include <fmt/format.h>
 
 #include "engine/hash.h"
+#include "streaming/aggregates.pb.h"
 
 namespace runnel::streaming {
 namespace {
 
 using Kind = AggregateSpec::Kind;
-constexpr uint8_t kRowFormatVersion = 1;
+constexpr uint32_t kRowFormatVersion = 1;  // AggregateRow.format_version
 
 // Sparse HLL: exact hashes until this many, then 2^p registers.
 size_t SparseLimit(int precision) { return (size_t{1} << precision) / 8; }
@@ -83,6 +84,26 @@ void CapTopK(int top_k, std::map<std::string, int64_t>* values) {
 }
 
 }  // namespace
+
+std::string_view AggregateKindName(Kind kind) {
+  switch (kind) {
+    case Kind::kCount:
+      return "count";
+    case Kind::kCountDistinct:
+      return "count_distinct";
+    case Kind::kApproxDistinct:
+      return "approx_distinct";
+    case Kind::kCountValues:
+      return "count_values";
+    case Kind::kSum:
+      return "sum";
+    case Kind::kMin:
+      return "min";
+    case Kind::kMax:
+      return "max";
+  }
+  return "unknown";
+}
 
 Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell) {
   switch (spec.kind) {
@@ -201,19 +222,43 @@ double StandardError(const AggregateSpec& spec, const AggCell& cell) {
 }
 
 std::string EncodeRow(const AggRow& row) {
-  std::string out(1, static_cast<char>(kRowFormatVersion));
-  engine::Serde<AggRow>::Write(row, &out);
-  return out;
+  state::v1::AggregateRow proto;
+  proto.set_format_version(kRowFormatVersion);
+  for (const AggCell& cell : row) {
+    state::v1::AggregateCell* c = proto.add_cells();
+    c->set_count(cell.count);
+    c->set_number(cell.number);
+    c->set_has_number(cell.has_number);
+    c->mutable_hashes()->Add(cell.hashes.begin(), cell.hashes.end());
+    c->set_registers(cell.registers.data(), cell.registers.size());
+    for (const auto& [value, count] : cell.values) {
+      state::v1::ValueCount* vc = c->add_values();
+      vc->set_value(value);
+      vc->set_count(count);
+    }
+  }
+  return proto.SerializeAsString();
 }
 
 Result<AggRow> DecodeRow(std::string_view bytes) {
-  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kRowFormatVersion) {
-    return Status::Corruption("aggregate row: unknown format version");
-  }
-  bytes.remove_prefix(1);
-  AggRow row;
-  if (!engine::Serde<AggRow>::Read(&bytes, &row) || !bytes.empty()) {
+  state::v1::AggregateRow proto;
+  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return Status::Corruption("aggregate row: malformed");
+  }
+  if (proto.format_version() != kRowFormatVersion) {
+    return Status::Corruption(
+        fmt::format("aggregate row: unknown format version {}", proto.format_version()));
+  }
+  AggRow row(proto.cells_size());
+  for (int i = 0; i < proto.cells_size(); ++i) {
+    const state::v1::AggregateCell& c = proto.cells(i);
+    AggCell& cell = row[i];
+    cell.count = c.count();
+    cell.number = c.number();
+    cell.has_number = c.has_number();
+    cell.hashes.assign(c.hashes().begin(), c.hashes().end());
+    cell.registers.assign(c.registers().begin(), c.registers().end());
+    for (const state::v1::ValueCount& vc : c.values()) cell.values[vc.value()] += vc.count();
   }
   return row;
 }

@@ -37,6 +37,9 @@ struct AggregateSpec {
   bool is_map() const { return kind == Kind::kCountValues; }
 };
 
+// The config name of a kind: count, count_distinct, approx_distinct, count_values, sum, ...
+std::string_view AggregateKindName(AggregateSpec::Kind kind);
+
 // One aggregate's partial value. Which members are used depends on the spec's kind.
 struct AggCell {
   int64_t count = 0;                      // count
@@ -65,7 +68,8 @@ double ScalarValue(const AggregateSpec& spec, const AggCell& cell);
 // HyperLogLog standard error for the cell (0 while exact).
 double StandardError(const AggregateSpec& spec, const AggCell& cell);
 
-// Bytes for state and shuffles (versioned; see docs/state-format.md once state/ lands).
+// Bytes for state: the protobuf AggregateRow of streaming/aggregates.proto (see
+// docs/state-format.md). Shuffles use the faster Serde<AggCell> below.
 std::string EncodeRow(const AggRow& row);
 Result<AggRow> DecodeRow(std::string_view bytes);
 

@@ -5,10 +5,12 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <simdjson.h>
 #include <boost/json.hpp>
 
 #include "common/logging.h"
+#include "engine/hash.h"
 
 namespace runnel::streaming {
 namespace {
@@ -221,11 +223,58 @@ Result<std::shared_ptr<AggregationQuery>> AggregationQuery::Make(AggregationOpti
 
 AggregationQuery::AggregationQuery(std::shared_ptr<const AggregationOptions> options,
                                    StateStore* store)
-    : options_(std::move(options)), store_(store), watermark_(options_->allowed_lateness_ms) {}
+    : options_(std::move(options)),
+      store_(store),
+      definition_(Definition()),
+      fingerprint_(Fingerprint()),
+      watermark_(options_->allowed_lateness_ms) {}
+
+EventTimeMs AggregationQuery::ExpireBefore(EventTimeMs watermark) const {
+  if (options_->retention_ms <= 0 || watermark == Watermark::kNone) return INT64_MIN;
+  return watermark - options_->retention_ms - options_->window.length_ms;
+}
+
+std::string AggregationQuery::Definition() const {
+  const AggregationOptions& o = *options_;
+  std::string text = fmt::format("group_by={}; event_time={}; window={}ms/{}ms; lateness={}ms",
+                                 fmt::join(o.group_by, ","), o.time_field, o.window.length_ms,
+                                 o.window.slide_ms, o.allowed_lateness_ms);
+  for (const AggregateSpec& a : o.aggregates) {
+    text += fmt::format("; {}={}({})", a.name, AggregateKindName(a.kind), a.field);
+    if (a.kind == AggregateSpec::Kind::kApproxDistinct)
+      text += fmt::format("/p{}", a.hll_precision);
+    if (a.kind == AggregateSpec::Kind::kCountValues && a.top_k > 0)
+      text += fmt::format("/top{}", a.top_k);
+  }
+  return text;
+}
+
+std::string AggregationQuery::Fingerprint() const {
+  return fmt::format("{:016x}", engine::KeyHash<std::string>()(Definition()));
+}
 
 Result<CommittedBatch> AggregationQuery::Recover() {
   ASSIGN_OR_RETURN(std::optional<CommittedBatch> last, store_->LastCommitted(options_->name));
   if (!last) return CommittedBatch{BatchId(0), {}, {}};
+  if (auto stored = last->metadata.find(kFingerprintKey);
+      stored != last->metadata.end() && stored->second != Fingerprint()) {
+    const std::string was = last->metadata.count(kDefinitionKey) ? last->metadata[kDefinitionKey]
+                                                                 : "fingerprint " + stored->second;
+    if (!options_->reset_on_definition_change) {
+      return Status::FailedPrecondition(fmt::format(
+          "query {}: its definition changed since its state was written (state: {}; config: "
+          "{}). Restore the old definition, rename the query, or set on_definition_change: "
+          "reset to drop its state and rebuild it from the source's starting offsets",
+          options_->name, was, Definition()));
+    }
+    Logger("query")->warn(
+        "query {}: definition changed (state: {}; config: {}); dropping its "
+        "state (on_definition_change: reset)",
+        options_->name, was, Definition());
+    RETURN_NOT_OK(store_->Reset(options_->name));
+    ASSIGN_OR_RETURN(last, store_->LastCommitted(options_->name));
+    if (!last) return CommittedBatch{BatchId(0), {}, {}};
+  }
   auto read = [&](const char* name) -> EventTimeMs {
     auto it = last->metadata.find(name);
     int64_t v = Watermark::kNone;
@@ -343,12 +392,13 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     // Final: every window whose end the watermark passed in this batch.
     const EventTimeMs from = watermark_now;
     const EventTimeMs to = next_watermark.current();
+    const EventTimeMs expired = ExpireBefore(to);
     auto closed_now = [&](const std::string& key) {
       std::vector<std::string> values;
       EventTimeMs start = 0;
       if (!DecodeStateKey(key, opts->group_by.size(), &values, &start).ok()) return false;
       const EventTimeMs end = opts->window.EndOf(start);
-      return (from == Watermark::kNone || end > from) && end <= to;
+      return (from == Watermark::kNone || end > from) && end <= to && start >= expired;
     };
     std::map<std::string, std::string> closed;
     RETURN_NOT_OK(store_->Scan(opts->name, "", "", [&](const std::string& k, const std::string& v) {
@@ -365,6 +415,10 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   }
   commit.metadata["watermark"] = std::to_string(next_watermark.current());
   commit.metadata["max_event_time"] = std::to_string(next_watermark.max_event_time());
+  commit.metadata["batch_time"] = std::to_string(info->progress.batch_time.value());
+  commit.metadata[kFingerprintKey] = fingerprint_;
+  commit.metadata[kDefinitionKey] = definition_;
+  commit.expire_before_ms = ExpireBefore(next_watermark.current());
 
   if (keep_late && late.value() > 0) RETURN_NOT_OK(late_sink_(batch_id, late_lines.value()));
   if (sink_) RETURN_NOT_OK(sink_(batch_id, out));
@@ -436,6 +490,7 @@ Result<std::vector<std::string>> AggregationQuery::ReadRecords(
   if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);  // past the prefix
   std::vector<std::string> out;
   Status inner;
+  from_ms = std::max(from_ms, ExpireBefore(watermark()));
   RETURN_NOT_OK(
       store_->Scan(options_->name, begin, end, [&](const std::string& k, const std::string& v) {
         std::vector<std::string> values;

@@ -29,6 +29,11 @@
 namespace runnel::streaming {
 
 enum class OutputMode { kUpdate, kFinal };
+
+// Metadata keys the query commits with every batch (besides watermark, max_event_time and
+// batch_time).
+inline constexpr char kFingerprintKey[] = "definition_fingerprint";
+inline constexpr char kDefinitionKey[] = "definition";
 enum class OnInvalid { kFail, kSkip, kDeadLetter };
 
 struct AggregationOptions {
@@ -42,6 +47,11 @@ struct AggregationOptions {
   OnInvalid on_invalid = OnInvalid::kSkip;
   int shuffle_partitions = 0;         // 0: the engine's default parallelism
   size_t max_record_bytes = 1 << 20;  // longer lines are invalid ("too_large")
+  // Windows that ended this long before the watermark leave state (0: kept forever).
+  int64_t retention_ms = 0;
+  // When the stored definition fingerprint differs: drop the state and rebuild it from the
+  // source's starting positions (true), or refuse to start (false).
+  bool reset_on_definition_change = false;
 };
 
 struct InvalidRecord {
@@ -71,8 +81,15 @@ class AggregationQuery {
                                                         StateStore* store);
 
   // Reads the last committed batch of the query (watermark) from the store. Returns the id
-  // the next batch must have, and the committed source positions.
+  // the next batch must have, and the committed source positions. When the state was written
+  // by a different definition (see Definition()), FailedPrecondition, or with
+  // reset_on_definition_change the state is dropped first.
   Result<CommittedBatch> Recover();
+
+  // What the state's meaning depends on (group_by, event time, window, lateness, aggregates),
+  // as canonical text, and its 64-bit XXH3 fingerprint in hex. Stored with every commit.
+  std::string Definition() const;
+  std::string Fingerprint() const;
 
   // Runs the query on every batch of `lines`.
   void Attach(const DStream<std::string>& lines, RecordSink sink, DeadLetterSink dead_letters = {});
@@ -97,9 +114,13 @@ class AggregationQuery {
   AggregationQuery(std::shared_ptr<const AggregationOptions> options, StateStore* store);
 
   std::string FormatRecord(const std::string& key, const AggRow& row) const;
+  // Window starts before this have left state under retention (INT64_MIN: none).
+  EventTimeMs ExpireBefore(EventTimeMs watermark) const;
 
   const std::shared_ptr<const AggregationOptions> options_;
   StateStore* const store_;
+  const std::string definition_;
+  const std::string fingerprint_;
   RecordSink sink_;
   DeadLetterSink dead_letters_;
   LateSink late_sink_;

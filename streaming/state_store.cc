@@ -49,6 +49,9 @@ Status InMemoryStateStore::Commit(const BatchCommit& commit) {
   last.batch_id = commit.batch_id;
   for (const auto& [k, v] : commit.positions) last.positions[k] = v;
   for (const auto& [k, v] : commit.metadata) last.metadata[k] = v;
+  if (commit.expire_before_ms != INT64_MIN) {
+    last.metadata[kExpireBeforeKey] = std::to_string(commit.expire_before_ms);
+  }
   n.last = std::move(last);
   return Status::OK();
 }
@@ -58,6 +61,15 @@ Result<std::optional<CommittedBatch>> InMemoryStateStore::LastCommitted(const st
   auto n = namespaces_.find(ns);
   if (n == namespaces_.end()) return std::optional<CommittedBatch>();
   return n->second.last;
+}
+
+Status InMemoryStateStore::Reset(const std::string& ns) {
+  std::lock_guard lock(mu_);
+  auto n = namespaces_.find(ns);
+  if (n == namespaces_.end()) return Status::OK();
+  n->second.data.clear();
+  if (n->second.last) n->second.last = CommittedBatch{n->second.last->batch_id, {}, {}};
+  return Status::OK();
 }
 
 }  // namespace runnel::streaming

@@ -32,7 +32,12 @@ struct BatchCommit {
   std::map<std::string, std::string> positions;
   // Opaque query metadata (e.g. the watermark), replacing the stored entries of the same name.
   std::map<std::string, std::string> metadata;
+  // Retention: keys whose time (their last 8 bytes, see EncodeStateKey) is before this may be
+  // dropped from now on; the store records it as metadata "expire_before".
+  int64_t expire_before_ms = INT64_MIN;
 };
+
+inline constexpr char kExpireBeforeKey[] = "expire_before";
 
 struct CommittedBatch {
   BatchId batch_id;
@@ -53,6 +58,9 @@ class StateStore {
   virtual Status Commit(const BatchCommit& commit) = 0;
   // The last committed batch of `ns`, or nullopt when none was.
   virtual Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) = 0;
+  // Drops every key of `ns` and its positions and metadata; its batch ids go on from the last
+  // committed one (so outputs written under later ids never collide with older ones).
+  virtual Status Reset(const std::string& ns) = 0;
 };
 
 class InMemoryStateStore final : public StateStore {
@@ -62,6 +70,7 @@ class InMemoryStateStore final : public StateStore {
               const std::function<bool(const std::string&, const std::string&)>& fn) override;
   Status Commit(const BatchCommit& commit) override;
   Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override;
+  Status Reset(const std::string& ns) override;
 
  private:
   struct Namespace {

@@ -57,6 +57,7 @@ inline std::string HourlyConfig(const std::string& dir, const std::string& input
   return "service: { state_dir: " + dir +
          "/state }\n"
          "engine: { workers: 2 }\n"
+         "checkpoint: { every: 10 batches, keep: 2 }\n"
          "sources:\n"
          "  clicks: { type: file, path: " +
          input + ", max_records_per_batch: " + std::to_string(batch) +

@@ -1,0 +1,404 @@
+#include "checkpoint/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <google/protobuf/util/json_util.h>
+#include <boost/crc.hpp>
+#include <boost/endian/conversion.hpp>
+
+#include "common/build_info.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+
+namespace runnel::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kMagic[4] = {'R', 'N', 'L', 'C'};
+constexpr size_t kHeaderBytes = 12;  // magic, length, crc
+constexpr char kTmpSuffix[] = ".tmp";
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t MetaInt(const std::map<std::string, std::string>& meta, const std::string& key,
+                int64_t otherwise) {
+  auto it = meta.find(key);
+  if (it == meta.end()) return otherwise;
+  int64_t v = otherwise;
+  std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  return v;
+}
+
+std::string MetaString(const std::map<std::string, std::string>& meta, const std::string& key) {
+  auto it = meta.find(key);
+  return it == meta.end() ? std::string() : it->second;
+}
+
+Status FsError(const std::string& what, const std::error_code& ec) {
+  return Status::IOError(fmt::format("{}: {}", what, ec.message()));
+}
+
+// Reads `path` in chunks, returning its size and CRC32C; with `sync`, fsyncs it too.
+Status ScanFile(const std::string& path, bool sync, uint64_t* size, uint32_t* crc) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open " + path, errno);
+  std::string buf(1 << 20, '\0');
+  *size = 0;
+  *crc = 0;
+  while (true) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return Status::FromErrno("read " + path, err);
+    }
+    if (n == 0) break;
+    *crc = Crc32c(std::string_view(buf.data(), static_cast<size_t>(n)), *crc);
+    *size += static_cast<uint64_t>(n);
+  }
+  const int rc = sync ? ::fsync(fd) : 0;
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::FromErrno("fsync " + path, err);
+  return Status::OK();
+}
+
+// Every regular file under `dir`, by name relative to it, sorted.
+Result<std::vector<std::string>> FilesUnder(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_regular_file()) names.push_back(fs::relative(it->path(), dir).string());
+  }
+  if (ec) return FsError("list " + dir, ec);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void RemoveAll(const std::string& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) Logger("checkpoint")->warn("cannot remove {}: {}", path, ec.message());
+}
+
+// Whether the live database holds at least what `newest` does for every query.
+bool Covers(const std::map<std::string, streaming::CommittedBatch>& live,
+            const v1::Manifest& newest, std::string* why) {
+  for (const v1::QueryState& q : newest.queries()) {
+    auto it = live.find(q.name());
+    if (it == live.end()) {
+      *why = fmt::format("query {} has no committed batch, checkpoint {} has batch {}", q.name(),
+                         newest.checkpoint_id(), q.batch_id());
+      return false;
+    }
+    if (it->second.batch_id.value() < q.batch_id()) {
+      *why = fmt::format("query {} is at batch {}, behind checkpoint {} at batch {}", q.name(),
+                         it->second.batch_id, newest.checkpoint_id(), q.batch_id());
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+uint32_t Crc32c(std::string_view data, uint32_t crc) {
+  // crc_optimal keeps the running remainder; resuming from `crc` undoes its final XOR.
+  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> c(crc ^ 0xFFFFFFFF);
+  c.process_bytes(data.data(), data.size());
+  return c.checksum();
+}
+
+std::string EncodeManifest(const v1::Manifest& manifest) {
+  std::string payload;
+  manifest.SerializeToString(&payload);
+  std::string out(kMagic, sizeof(kMagic));
+  const uint32_t length = boost::endian::native_to_little(static_cast<uint32_t>(payload.size()));
+  const uint32_t crc = boost::endian::native_to_little(Crc32c(payload));
+  out.append(reinterpret_cast<const char*>(&length), 4);
+  out.append(reinterpret_cast<const char*>(&crc), 4);
+  out += payload;
+  return out;
+}
+
+Result<v1::Manifest> DecodeManifest(std::string_view bytes) {
+  if (bytes.size() < kHeaderBytes || bytes.substr(0, 4) != std::string_view(kMagic, 4)) {
+    return Status::Corruption("manifest: not a Runnel checkpoint manifest");
+  }
+  uint32_t length = 0;
+  uint32_t crc = 0;
+  std::memcpy(&length, bytes.data() + 4, 4);
+  std::memcpy(&crc, bytes.data() + 8, 4);
+  length = boost::endian::little_to_native(length);
+  crc = boost::endian::little_to_native(crc);
+  const std::string_view payload = bytes.substr(kHeaderBytes);
+  if (payload.size() != length) {
+    return Status::Corruption(
+        fmt::format("manifest: length {} but {} payload bytes", length, payload.size()));
+  }
+  if (Crc32c(payload) != crc) return Status::Corruption("manifest: CRC32C mismatch");
+  v1::Manifest manifest;
+  if (!manifest.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return Status::Corruption("manifest: malformed message");
+  }
+  if (manifest.format_version() != kManifestFormatVersion) {
+    return Status::Corruption(
+        fmt::format("manifest: unknown format version {}", manifest.format_version()));
+  }
+  return manifest;
+}
+
+CheckpointStore::CheckpointStore(std::string state_dir, int keep)
+    : dir_(std::move(state_dir) + "/checkpoints"), keep_(std::max(keep, 1)) {}
+
+Result<v1::Manifest> CheckpointStore::Take(state::RocksDbStateStore* db) {
+  std::lock_guard lock(mu_);
+  RETURN_NOT_OK(MakeDirs(dir_));
+  ASSIGN_OR_RETURN(std::vector<CheckpointEntry> existing,
+                   ListCheckpoints(fs::path(dir_).parent_path()));
+  const int64_t id = existing.empty() ? 1 : existing.back().id + 1;
+  const std::string final_path = fmt::format("{}/{}", dir_, id);
+  const std::string tmp = final_path + kTmpSuffix;
+  RemoveAll(tmp);
+  RETURN_NOT_OK(MakeDirs(tmp));
+
+  ASSIGN_OR_RETURN(auto committed, db->CreateCheckpoint(tmp + "/db"));
+  v1::Manifest manifest;
+  manifest.set_format_version(kManifestFormatVersion);
+  manifest.set_checkpoint_id(id);
+  manifest.set_created_unix_ms(NowUnixMs());
+  manifest.set_runnel_version(fmt::format("{} ({})", BuildVersion(), BuildCommit()));
+  for (const auto& [name, batch] : committed) {
+    v1::QueryState* q = manifest.add_queries();
+    q->set_name(name);
+    q->set_batch_id(batch.batch_id.value());
+    q->set_batch_time_unix_ms(MetaInt(batch.metadata, "batch_time", 0));
+    q->set_definition_fingerprint(MetaString(batch.metadata, "definition_fingerprint"));
+    q->set_watermark_ms(MetaInt(batch.metadata, "watermark", INT64_MIN));
+    q->mutable_positions()->insert(batch.positions.begin(), batch.positions.end());
+    q->mutable_metadata()->insert(batch.metadata.begin(), batch.metadata.end());
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> files, FilesUnder(tmp + "/db"));
+  for (const std::string& name : files) {
+    uint64_t size = 0;
+    uint32_t crc = 0;
+    RETURN_NOT_OK(ScanFile(tmp + "/db/" + name, /*sync=*/true, &size, &crc));
+    v1::FileEntry* f = manifest.add_files();
+    f->set_name(name);
+    f->set_size(size);
+    f->set_crc32c(crc);
+  }
+  RETURN_NOT_OK(SyncPath(tmp + "/db"));
+  RETURN_NOT_OK(WriteFileAtomically(tmp + "/" + kManifestFile, EncodeManifest(manifest),
+                                    /*sync=*/true));
+  std::error_code ec;
+  fs::rename(tmp, final_path, ec);
+  if (ec) return FsError("rename " + tmp, ec);
+  RETURN_NOT_OK(SyncPath(dir_));
+
+  // Retention: the newest `keep_` complete checkpoints stay; leftovers of failed ones go.
+  existing.push_back({.id = id, .path = final_path});
+  for (size_t i = 0; i + keep_ < existing.size(); ++i) RemoveAll(existing[i].path);
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    if (entry.path().string().ends_with(kTmpSuffix)) RemoveAll(entry.path().string());
+  }
+  return manifest;
+}
+
+Result<std::vector<CheckpointEntry>> ListCheckpoints(const std::string& state_dir) {
+  const std::string dir = state_dir + "/checkpoints";
+  std::vector<CheckpointEntry> entries;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return entries;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    int64_t id = 0;
+    auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), id);
+    if (err != std::errc() || end != name.data() + name.size() || !e.is_directory()) continue;
+    CheckpointEntry entry{.id = id, .path = e.path().string()};
+    auto bytes = ReadFile(entry.path + "/" + kManifestFile);
+    auto manifest = bytes.ok() ? DecodeManifest(*bytes) : Result<v1::Manifest>(bytes.status());
+    if (manifest.ok()) {
+      entry.manifest = std::move(manifest).value();
+    } else {
+      entry.manifest_status = manifest.status();
+    }
+    entries.push_back(std::move(entry));
+  }
+  if (ec) return FsError("list " + dir, ec);
+  std::sort(entries.begin(), entries.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  return entries;
+}
+
+Verification Verify(const CheckpointEntry& entry) {
+  Verification v;
+  auto problem = [&v](std::string text) {
+    if (v.status.ok()) v.status = Status::Corruption(text);
+    v.problems.push_back(std::move(text));
+  };
+  if (!entry.manifest) {
+    problem(entry.manifest_status.ToString());
+    return v;
+  }
+  if (entry.manifest->checkpoint_id() != entry.id) {
+    problem(fmt::format("manifest names checkpoint {}, directory is {}",
+                        entry.manifest->checkpoint_id(), entry.id));
+  }
+  for (const v1::FileEntry& f : entry.manifest->files()) {
+    uint64_t size = 0;
+    uint32_t crc = 0;
+    Status st = ScanFile(entry.path + "/db/" + f.name(), /*sync=*/false, &size, &crc);
+    if (!st.ok()) {
+      problem(fmt::format("{}: {}", f.name(), st.message()));
+    } else if (size != f.size()) {
+      problem(fmt::format("{}: {} bytes, manifest says {}", f.name(), size, f.size()));
+    } else if (crc != f.crc32c()) {
+      problem(fmt::format("{}: CRC32C mismatch", f.name()));
+    }
+    ++v.files;
+    v.bytes += static_cast<int64_t>(size);
+  }
+  return v;
+}
+
+Status RestoreInto(const CheckpointEntry& entry, const std::string& db_path) {
+  const std::string from = entry.path + "/db";
+  const std::string tmp = db_path + kTmpSuffix;
+  RemoveAll(tmp);
+  ASSIGN_OR_RETURN(std::vector<std::string> files, FilesUnder(from));
+  RETURN_NOT_OK(MakeDirs(tmp));
+  for (const std::string& name : files) {
+    const std::string src = from + "/" + name;
+    const std::string dst = tmp + "/" + name;
+    RETURN_NOT_OK(MakeDirs(fs::path(dst).parent_path().string()));
+    std::error_code ec;
+    // SST files are immutable: a hard link is enough (a copy across file systems).
+    bool linked = false;
+    if (name.ends_with(".sst")) {
+      fs::create_hard_link(src, dst, ec);
+      linked = !ec;
+      ec.clear();
+    }
+    if (!linked) fs::copy_file(src, dst, ec);
+    if (ec) return FsError("restore " + src, ec);
+    uint64_t size = 0;
+    uint32_t crc = 0;
+    RETURN_NOT_OK(ScanFile(dst, /*sync=*/true, &size, &crc));
+  }
+  RETURN_NOT_OK(SyncPath(tmp));
+  std::error_code ec;
+  fs::rename(tmp, db_path, ec);
+  if (ec) return FsError("rename " + tmp, ec);
+  return SyncPath(fs::path(db_path).parent_path().string());
+}
+
+Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& state_dir,
+                                                            state::RocksDbOptions options) {
+  auto log = Logger("checkpoint");
+  const std::string db_path = state_dir + "/db";
+  options.path = db_path;
+  ASSIGN_OR_RETURN(std::vector<CheckpointEntry> entries, ListCheckpoints(state_dir));
+  // The newest checkpoint that verifies.
+  const CheckpointEntry* newest = nullptr;
+  for (auto it = entries.rbegin(); it != entries.rend() && newest == nullptr; ++it) {
+    Verification v = Verify(*it);
+    if (v.status.ok()) {
+      newest = &*it;
+    } else {
+      log->warn("checkpoint {} is not valid: {}", it->id, v.status.message());
+    }
+  }
+
+  Status live_error;
+  {
+    auto live = state::RocksDbStateStore::Open(options);
+    if (live.ok()) {
+      if (newest == nullptr) return live;
+      ASSIGN_OR_RETURN(auto committed, (*live)->AllCommitted());
+      std::string why;
+      if (Covers(committed, *newest->manifest, &why)) return live;
+      live_error = Status::Corruption(why);
+    } else {
+      live_error = live.status();
+    }
+  }  // the live database is closed here
+  if (newest == nullptr) {
+    return Status::Corruption(fmt::format(
+        "state {} cannot be opened ({}) and there is no valid checkpoint in {}/checkpoints to "
+        "restore; move it aside to start empty",
+        db_path, live_error.message(), state_dir));
+  }
+  const std::string aside = fmt::format("{}.broken-{}", db_path, NowUnixMs());
+  log->error("live state {} is not usable: {}; moving it to {} and restoring a checkpoint", db_path,
+             live_error.message(), aside);
+  std::error_code ec;
+  if (fs::exists(db_path, ec)) {
+    fs::rename(db_path, aside, ec);
+    if (ec) return FsError("rename " + db_path, ec);
+  }
+  // The newest valid checkpoint, then older ones that verify.
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    if (it->id > newest->id || (&*it != newest && !Verify(*it).status.ok())) continue;
+    Status st = RestoreInto(*it, db_path);
+    if (st.ok()) {
+      auto restored = state::RocksDbStateStore::Open(options);
+      if (restored.ok()) {
+        log->warn("restored state from checkpoint {} (taken {} ms ago)", it->id,
+                  NowUnixMs() - it->manifest->created_unix_ms());
+        return restored;
+      }
+      st = restored.status();
+    }
+    log->error("cannot restore checkpoint {}: {}", it->id, st.message());
+    RemoveAll(db_path);
+  }
+  return Status::Corruption(fmt::format("state {}: no checkpoint could be restored", db_path));
+}
+
+std::string ManifestText(const v1::Manifest& m) {
+  std::string out = fmt::format(
+      "checkpoint {}\n  format version {}\n  created {} (unix ms)\n  written by runnel {}\n",
+      m.checkpoint_id(), m.format_version(), m.created_unix_ms(), m.runnel_version());
+  uint64_t bytes = 0;
+  for (const auto& f : m.files()) bytes += f.size();
+  out += fmt::format("  files {} ({} bytes)\n", m.files_size(), bytes);
+  for (const v1::QueryState& q : m.queries()) {
+    out += fmt::format(
+        "  query {}: batch {}, batch time {}, watermark {}, definition {}\n", q.name(),
+        q.batch_id(), q.batch_time_unix_ms(),
+        q.watermark_ms() == INT64_MIN ? std::string("none") : std::to_string(q.watermark_ms()),
+        q.definition_fingerprint().empty() ? "-" : q.definition_fingerprint());
+    std::map<std::string, std::string> positions(q.positions().begin(), q.positions().end());
+    for (const auto& [source, position] : positions) {
+      out += fmt::format("    position {} = {}\n", source, position);
+    }
+  }
+  return out;
+}
+
+std::string ManifestJson(const v1::Manifest& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+}  // namespace runnel::checkpoint
