@@ -11,12 +11,12 @@
 
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
-#include <boost/crc.hpp>
 #include <boost/endian/conversion.hpp>
 
 #include "common/build_info.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "streaming/event_time.h"
 
 namespace runnel::checkpoint {
 namespace {
@@ -56,8 +56,8 @@ Status ScanFile(const std::string& path, bool sync, uint64_t* size, uint32_t* cr
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open " + path, errno);
   std::string buf(1 << 20, '\0');
+  Crc32cAccumulator accumulator;
   *size = 0;
-  *crc = 0;
   while (true) {
     const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
@@ -67,9 +67,10 @@ Status ScanFile(const std::string& path, bool sync, uint64_t* size, uint32_t* cr
       return Status::FromErrno("read " + path, err);
     }
     if (n == 0) break;
-    *crc = Crc32c(std::string_view(buf.data(), static_cast<size_t>(n)), *crc);
+    accumulator.process_bytes(buf.data(), static_cast<size_t>(n));
     *size += static_cast<uint64_t>(n);
   }
+  *crc = accumulator.checksum();
   const int rc = sync ? ::fsync(fd) : 0;
   const int err = errno;
   ::close(fd);
@@ -117,11 +118,10 @@ bool Covers(const std::map<std::string, streaming::CommittedBatch>& live,
 
 }  // namespace
 
-uint32_t Crc32c(std::string_view data, uint32_t crc) {
-  // crc_optimal keeps the running remainder; resuming from `crc` undoes its final XOR.
-  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> c(crc ^ 0xFFFFFFFF);
-  c.process_bytes(data.data(), data.size());
-  return c.checksum();
+uint32_t Crc32c(std::string_view data) {
+  Crc32cAccumulator crc;
+  crc.process_bytes(data.data(), data.size());
+  return crc.checksum();
 }
 
 std::string EncodeManifest(const v1::Manifest& manifest) {
@@ -372,17 +372,20 @@ Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& s
 }
 
 std::string ManifestText(const v1::Manifest& m) {
-  std::string out = fmt::format(
-      "checkpoint {}\n  format version {}\n  created {} (unix ms)\n  written by runnel {}\n",
-      m.checkpoint_id(), m.format_version(), m.created_unix_ms(), m.runnel_version());
+  auto time = [](int64_t ms) {
+    return ms == INT64_MIN ? std::string("none") : streaming::FormatIsoTimestamp(ms);
+  };
   uint64_t bytes = 0;
   for (const auto& f : m.files()) bytes += f.size();
-  out += fmt::format("  files {} ({} bytes)\n", m.files_size(), bytes);
+  std::string out = fmt::format(
+      "checkpoint {}\n  format version {}\n  created {}\n  written by runnel {}\n  files {} ({} "
+      "bytes)\n",
+      m.checkpoint_id(), m.format_version(), time(m.created_unix_ms()), m.runnel_version(),
+      m.files_size(), bytes);
   for (const v1::QueryState& q : m.queries()) {
     out += fmt::format(
-        "  query {}: batch {}, batch time {}, watermark {}, definition {}\n", q.name(),
-        q.batch_id(), q.batch_time_unix_ms(),
-        q.watermark_ms() == INT64_MIN ? std::string("none") : std::to_string(q.watermark_ms()),
+        "  query {}\n    batch {} (batch time {})\n    watermark {}\n    definition {}\n", q.name(),
+        q.batch_id(), time(q.batch_time_unix_ms()), time(q.watermark_ms()),
         q.definition_fingerprint().empty() ? "-" : q.definition_fingerprint());
     std::map<std::string, std::string> positions(q.positions().begin(), q.positions().end());
     for (const auto& [source, position] : positions) {

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/crc.hpp>
+
 #include "checkpoint/manifest.pb.h"
 #include "common/result.h"
 #include "state/rocksdb_store.h"
@@ -33,8 +35,10 @@ std::string EncodeManifest(const v1::Manifest& manifest);
 // Corruption when the frame, the CRC or the message is wrong, or the version is unknown.
 Result<v1::Manifest> DecodeManifest(std::string_view bytes);
 
-// CRC32C (Castagnoli) of `data`, continuing from `crc` (Boost.CRC).
-uint32_t Crc32c(std::string_view data, uint32_t crc = 0);
+// CRC32C (Castagnoli), by Boost.CRC: Crc32c() of one buffer, Crc32cAccumulator fed in pieces
+// (process_bytes, then checksum()).
+using Crc32cAccumulator = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
+uint32_t Crc32c(std::string_view data);
 
 // One complete checkpoint directory, as found on disk.
 struct CheckpointEntry {

@@ -191,6 +191,7 @@ int RunService(const Config& config, const RunOptions& options) {
                            .ssc = rq.ssc.get()});
   }
   ready = true;  // state recovered, sources connected
+  checkpointer.Start();
 
   if (options.available_now) {
     for (RunningQuery& rq : queries) {
@@ -225,7 +226,6 @@ int RunService(const Config& config, const RunOptions& options) {
       return kExitFailure;
     }
   }
-  checkpointer.Start();
   std::jthread reporter;
   if (options.progress_log_ms > 0) {
     reporter = std::jthread([&queries, &options, log](std::stop_token token) {

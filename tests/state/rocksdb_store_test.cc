@@ -1,8 +1,11 @@
 #include "state/rocksdb_store.h"
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "engine/context.h"
+#include "streaming/aggregation_query.h"
 
 namespace runnel::state {
 namespace {
@@ -82,6 +85,74 @@ TEST_F(RocksDbStoreTest, ScanIsOrderedAndBounded) {
                          })
                   .ok());
   EXPECT_EQ(keys, (std::vector<std::string>{"a1", "b1", "c"}));
+}
+
+std::vector<std::string> Keys(RocksDbStateStore* store) {
+  std::vector<std::string> keys;
+  EXPECT_TRUE(store
+                  ->Scan("q", "", "",
+                         [&](const std::string& k, const std::string&) {
+                           keys.push_back(k);
+                           return true;
+                         })
+                  .ok());
+  return keys;
+}
+
+TEST_F(RocksDbStoreTest, RetentionDropsOldWindowsAtCompactionAndSurvivesReopen) {
+  const std::string old_key = streaming::EncodeStateKey({"a.com", "/1"}, 1'000);
+  const std::string new_key = streaming::EncodeStateKey({"a.com", "/1"}, 9'000);
+  const std::string other_key = streaming::EncodeStateKey({"b.com", "/2"}, 2'000);
+  {
+    auto store = Open();
+    ASSERT_TRUE(
+        store->Commit(Batch(0, {{old_key, "1"}, {new_key, "2"}, {other_key, "3"}}, "1")).ok());
+    streaming::BatchCommit expire = Batch(1, {}, "2");
+    expire.expire_before_ms = 5'000;  // old_key and other_key are past retention
+    ASSERT_TRUE(store->Commit(expire).ok());
+    EXPECT_EQ(store->LastCommitted("q").value()->metadata.at(streaming::kExpireBeforeKey), "5000");
+  }
+  auto store = Open();  // the cutoff comes back from the batch record
+  EXPECT_EQ(Keys(store.get()).size(), 3u) << "nothing is dropped before a compaction";
+  ASSERT_TRUE(store->Compact("q").ok());
+  EXPECT_EQ(Keys(store.get()), (std::vector<std::string>{new_key}));
+}
+
+TEST_F(RocksDbStoreTest, ResetDropsStateButKeepsTheBatchSequence) {
+  auto store = Open();
+  ASSERT_TRUE(store->Commit(Batch(0, {{"a", "1"}, {"b", "2"}}, "10")).ok());
+  ASSERT_TRUE(store->Reset("q").ok());
+  EXPECT_TRUE(Keys(store.get()).empty());
+  auto last = store->LastCommitted("q").value();
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->batch_id, BatchId(0));
+  EXPECT_TRUE(last->positions.empty());
+  EXPECT_TRUE(last->metadata.empty());
+  EXPECT_TRUE(store->Commit(Batch(1, {{"c", "3"}}, "1")).ok());
+  EXPECT_EQ(Keys(store.get()), (std::vector<std::string>{"c"}));
+}
+
+TEST_F(RocksDbStoreTest, ADatabaseWithoutCurrentIsAnErrorNotANewDatabase) {
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->Commit(Batch(0, {{"a", "1"}}, "10")).ok());
+  }
+  ASSERT_TRUE(std::filesystem::remove(dir_ + "/CURRENT"));
+  auto store = RocksDbStateStore::Open({.path = dir_});
+  EXPECT_FALSE(store.ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/CURRENT")) << "never overwritten";
+}
+
+TEST_F(RocksDbStoreTest, ReportsSizeAndTickers) {
+  auto store = Open();
+  std::vector<std::pair<std::string, std::string>> puts;
+  for (int i = 0; i < 1000; ++i)
+    puts.emplace_back("key" + std::to_string(i), std::string(100, 'x'));
+  ASSERT_TRUE(store->Commit(Batch(0, puts, "1")).ok());
+  const NamespaceStats stats = store->Stats("q");
+  EXPECT_GT(stats.keys, 500);
+  EXPECT_GT(stats.bytes, 100'000);
+  EXPECT_GT(store->Tickers().at("bytes_written"), 100'000u);
 }
 
 }  // namespace

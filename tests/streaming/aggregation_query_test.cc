@@ -1,0 +1,177 @@
+// AggregationQuery against its state store: definition fingerprints, re-delivery after a
+// crash between sink output and commit, and retention.
+#include "streaming/aggregation_query.h"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+namespace runnel::streaming {
+namespace {
+
+AggregationOptions HourlyPages() {
+  AggregationOptions o;
+  o.name = "hourly_pages";
+  o.group_by = {"customer", "url"};
+  o.window = {3600 * 1000, 3600 * 1000};
+  o.aggregates = {{"page_views", AggregateSpec::Kind::kCount, ""},
+                  {"visitors", AggregateSpec::Kind::kCountDistinct, "session_id"}};
+  return o;
+}
+
+std::string Click(const std::string& session, const std::string& ts) {
+  return boost::json::serialize(boost::json::object{
+      {"customer", "a.com"}, {"url", "/1"}, {"session_id", session}, {"ts", ts}});
+}
+
+// A store that can fail its next commit: a crash after the sink wrote, before the commit.
+class FlakyStore final : public StateStore {
+ public:
+  explicit FlakyStore(StateStore* inner) : inner_(inner) {}
+  Result<std::optional<std::string>> Get(const std::string& ns, const std::string& k) override {
+    return inner_->Get(ns, k);
+  }
+  Status Scan(const std::string& ns, const std::string& b, const std::string& e,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override {
+    return inner_->Scan(ns, b, e, fn);
+  }
+  Status Commit(const BatchCommit& commit) override {
+    if (fail_next_) {
+      fail_next_ = false;
+      return Status::IOError("crash before commit");
+    }
+    return inner_->Commit(commit);
+  }
+  Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override {
+    return inner_->LastCommitted(ns);
+  }
+  Status Reset(const std::string& ns) override { return inner_->Reset(ns); }
+  bool fail_next_ = false;
+
+ private:
+  StateStore* const inner_;
+};
+
+// One "process": a query on `store` that runs the given batches in order from its recovered
+// batch id, as a restarted service would. Returns the sink's records per batch.
+struct QueryRun {
+  std::shared_ptr<AggregationQuery> query;
+  std::map<int64_t, std::vector<std::string>> output;
+  Status last;
+};
+
+QueryRun RunBatches(AggregationOptions options, StateStore* store,
+                    std::deque<std::vector<std::string>> batches) {
+  QueryRun run;
+  auto query = AggregationQuery::Make(std::move(options), store);
+  EXPECT_TRUE(query.ok()) << query.status();
+  run.query = *query;
+  auto next = run.query->Recover();
+  if (!next.ok()) {
+    run.last = next.status();
+    return run;
+  }
+  auto engine = engine::Context::Make({.workers = 2}).value();
+  ManualClock clock(TimePoint(Millis(1'700'000'000'000)));
+  StreamingContext ssc(
+      engine.get(),
+      {.batch_interval = Millis(1000), .clock = &clock, .first_batch_id = next->batch_id});
+  const size_t n = batches.size();
+  run.query->Attach(QueueStream(ssc, std::move(batches), 1),
+                    [&run](BatchId id, const std::vector<std::string>& records) {
+                      run.output[id.value()] = records;
+                      return Status::OK();
+                    });
+  for (size_t b = 0; b < n && run.last.ok(); ++b) {
+    run.last = ssc.RunBatch(clock.Now());
+    clock.Advance(Millis(1000));
+  }
+  return run;
+}
+
+int64_t PageViews(const std::string& record) {
+  return boost::json::parse(record).at("metrics").at("page_views").as_int64();
+}
+
+TEST(AggregationQueryTest, AChangedDefinitionIsRefusedUnlessResetIsAsked) {
+  InMemoryStateStore store;
+  QueryRun first =
+      RunBatches(HourlyPages(), &store,
+                 {{Click("s1", "2017-09-17T05:10:00Z"), Click("s2", "2017-09-17T05:20:00Z")}});
+  ASSERT_TRUE(first.last.ok()) << first.last;
+
+  // The same definition resumes.
+  auto same = AggregationQuery::Make(HourlyPages(), &store).value();
+  EXPECT_EQ(same->Recover().value().batch_id, BatchId(1));
+  EXPECT_EQ(same->Fingerprint(), first.query->Fingerprint());
+
+  // Another aggregate: refused with both definitions in the message.
+  AggregationOptions changed = HourlyPages();
+  changed.aggregates[1].kind = AggregateSpec::Kind::kApproxDistinct;
+  auto refused = AggregationQuery::Make(changed, &store).value();
+  EXPECT_NE(refused->Fingerprint(), first.query->Fingerprint());
+  auto st = refused->Recover().status();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("count_distinct(session_id)"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("approx_distinct(session_id)"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("on_definition_change: reset"), std::string::npos) << st;
+  EXPECT_EQ(refused->ReadRecords().value().size(), 1u) << "a refusal changes nothing";
+
+  // Reset: state dropped, batch ids go on, sources start over.
+  changed.reset_on_definition_change = true;
+  auto reset = AggregationQuery::Make(changed, &store).value();
+  auto next = reset->Recover();
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->batch_id, BatchId(1));
+  EXPECT_TRUE(next->positions.empty());
+  EXPECT_TRUE(reset->ReadRecords().value().empty());
+}
+
+TEST(AggregationQueryTest, ABatchRedeliveredAfterACrashBeforeItsCommitCountsOnce) {
+  InMemoryStateStore inner;
+  FlakyStore store(&inner);
+  const std::vector<std::string> batch0 = {Click("s1", "2017-09-17T05:10:00Z")};
+  const std::vector<std::string> batch1 = {Click("s2", "2017-09-17T05:20:00Z"),
+                                           Click("s3", "2017-09-17T05:30:00Z")};
+  // First process: batch 0 commits; batch 1 reaches the sink, then the commit fails.
+  {
+    QueryRun one = RunBatches(HourlyPages(), &store, {batch0});
+    ASSERT_TRUE(one.last.ok()) << one.last;
+    store.fail_next_ = true;
+    QueryRun two = RunBatches(HourlyPages(), &store, {batch1});
+    EXPECT_FALSE(two.last.ok());
+    ASSERT_EQ(two.output.count(1), 1u) << "the sink saw batch 1 before the failed commit";
+    EXPECT_EQ(PageViews(two.output.at(1).at(0)), 3);
+  }
+  // The restarted process gets batch 1 again (same id, same input) and replaces its output.
+  QueryRun restarted = RunBatches(HourlyPages(), &store, {batch1});
+  ASSERT_TRUE(restarted.last.ok()) << restarted.last;
+  ASSERT_EQ(restarted.output.count(1), 1u);
+  EXPECT_EQ(PageViews(restarted.output.at(1).at(0)), 3);
+  const auto records = restarted.query->ReadRecords().value();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(PageViews(records[0]), 3) << "counted once, not 5";
+  EXPECT_EQ(inner.LastCommitted("hourly_pages").value()->batch_id, BatchId(1));
+}
+
+TEST(AggregationQueryTest, WindowsPastRetentionLeaveReadsAndAreMarkedForCompaction) {
+  InMemoryStateStore store;
+  AggregationOptions o = HourlyPages();
+  o.retention_ms = 2 * 3600 * 1000;  // 2h after the window ends
+  QueryRun run = RunBatches(o, &store,
+                            {{Click("s1", "2017-09-17T01:10:00Z")},
+                             {Click("s2", "2017-09-17T04:40:00Z")},
+                             {Click("s3", "2017-09-17T06:30:00Z")}});
+  ASSERT_TRUE(run.last.ok()) << run.last;
+  // Watermark 06:30: the 01:00 window ended 4.5h before it, the 04:00 one 1.5h before.
+  std::vector<std::string> hours;
+  for (const auto& r : run.query->ReadRecords().value()) {
+    hours.emplace_back(boost::json::parse(r).at("ts").as_string());
+  }
+  EXPECT_EQ(hours, (std::vector<std::string>{"2017-09-17T04:00:00", "2017-09-17T06:00:00"}));
+  const auto meta = store.LastCommitted("hourly_pages").value()->metadata;
+  EXPECT_EQ(meta.at(kExpireBeforeKey),
+            std::to_string(run.query->watermark() - o.retention_ms - o.window.length_ms));
+}
+
+}  // namespace
+}  // namespace runnel::streaming
