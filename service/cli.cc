@@ -75,7 +75,9 @@ int Run(const CliOptions& opts, bool log_format_given) {
     logging.level = *ParseLogLevel(opts.log_level);
     ConfigureLogging(logging);
   }
-  return service::RunService(*config, {.available_now = opts.available_now});
+  // A progress line (and systemd STATUS=) every 30 s while serving.
+  return service::RunService(*config,
+                             {.available_now = opts.available_now, .progress_log_ms = 30000});
 }
 
 int Broker(const CliOptions& opts) {

@@ -1,6 +1,7 @@
 #include "service/runner.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
 #include "checkpoint/checkpoint.h"
@@ -18,6 +20,7 @@
 #include "service/exit_codes.h"
 #include "service/http_api.h"
 #include "service/metrics.h"
+#include "service/systemd_notify.h"
 #include "sinks/json_file_sink.h"
 #include "sources/file_source.h"
 #include "sources/kafka_source.h"
@@ -155,6 +158,7 @@ int RunService(const Config& config, const RunOptions& options) {
                              .every_ms = config.checkpoint_every_ms,
                              .every_batches = config.checkpoint_every_batches},
                             db, &metrics);
+  SystemdNotifier notifier;
   std::atomic<bool> ready{false};
   ApiContext api{.metrics = &metrics, .ready = &ready};
   std::unique_ptr<HttpServer> http;
@@ -184,6 +188,7 @@ int RunService(const Config& config, const RunOptions& options) {
       return StateSize{.keys = stats.keys, .bytes = stats.bytes};
     }));
     rq.ssc->AddListener(checkpointer.listener());
+    rq.ssc->AddListener(notifier.listener());
     api.queries.push_back({.name = name,
                            .source = rq.config->source,
                            .batch_interval_ms = rq.config->batch_interval_ms,
@@ -191,6 +196,7 @@ int RunService(const Config& config, const RunOptions& options) {
                            .ssc = rq.ssc.get()});
   }
   ready = true;  // state recovered, sources connected
+  notifier.Ready(fmt::format("{} queries recovered, running", queries.size()));
   checkpointer.Start();
 
   if (options.available_now) {
@@ -228,7 +234,7 @@ int RunService(const Config& config, const RunOptions& options) {
   }
   std::jthread reporter;
   if (options.progress_log_ms > 0) {
-    reporter = std::jthread([&queries, &options, log](std::stop_token token) {
+    reporter = std::jthread([&queries, &options, &notifier, log](std::stop_token token) {
       std::mutex mu;
       std::condition_variable_any cv;
       std::unique_lock lock(mu);
@@ -241,9 +247,12 @@ int RunService(const Config& config, const RunOptions& options) {
           const auto progress = rq.ssc->RecentProgress();
           const double last = progress.empty() ? 0 : progress.back().processing_seconds;
           const int64_t wm = rq.query->watermark();
-          log->info("{}: {} batches, {} records, {} late; last batch {:.3f}s; watermark {}",
-                    rq.config->aggregation.name, c.batches, c.records, c.late, last,
-                    wm == INT64_MIN ? "none" : streaming::FormatIsoTimestamp(wm));
+          const std::string line =
+              fmt::format("{}: {} batches, {} records, {} late; last batch {:.3f}s; watermark {}",
+                          rq.config->aggregation.name, c.batches, c.records, c.late, last,
+                          wm == INT64_MIN ? "none" : streaming::FormatIsoTimestamp(wm));
+          log->info("{}", line);
+          notifier.Status(line);
         }
       }
     });
@@ -262,8 +271,21 @@ int RunService(const Config& config, const RunOptions& options) {
   }
   int sig = 0;
   sigwait(&signals, &sig);
+  notifier.Stopping(failed ? "a query failed: stopping" : "draining: finishing running batches");
   log->info("{}: draining (finishing running batches, at most {} ms)",
             failed ? "query failure" : strsignal(sig), config.shutdown_timeout_ms);
+  // A second signal while draining exits at once: every commit is atomic, so state stays
+  // consistent and the next start resumes from the last committed batch.
+  std::jthread second_signal([&signals, log](std::stop_token stop) {
+    const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
+    while (!stop.stop_requested()) {
+      if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+        log->warn("second signal: exiting now, without waiting for running batches");
+        spdlog::shutdown();
+        _exit(kExitFailure);
+      }
+    }
+  });
   int code = failed ? kExitFailure : kExitOk;
   for (RunningQuery& rq : queries) {
     if (Status st = rq.ssc->Stop(Millis(config.shutdown_timeout_ms)); !st.ok()) {

@@ -1,11 +1,20 @@
 // Helpers for tests that run the real `runnel` binary on configs they write.
 #pragma once
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -13,6 +22,8 @@
 
 #include "sinks/json_file_sink.h"
 #include "tests/support/subprocess.h"
+
+extern char** environ;
 
 namespace runnel::testing {
 
@@ -97,5 +108,84 @@ inline std::map<std::string, boost::json::value> SinkContent(const std::string& 
   EXPECT_TRUE(latest.ok()) << latest.status();
   return ById(latest.ok() ? *latest : std::vector<std::string>{});
 }
+
+// The hourly query over a golden file, serving HTTP on a free port, 100 ms batches.
+inline std::string ServeConfig(const std::string& dir,
+                               const std::string& input_name = "clicks-dirty.jsonl") {
+  std::string config = HourlyConfig(dir, GoldenDir() + "/" + input_name, 1000, "1h");
+  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
+  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 100ms");
+  return config;
+}
+
+// `runnel run --config FILE` in the background, stderr to a file; SIGKILLed if still running.
+class Service {
+ public:
+  // `extra_env`: "NAME=value" entries added to this process's environment.
+  Service(const std::string& config, const std::string& log,
+          const std::vector<std::string>& extra_env = {}) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::vector<std::string> argv = {RunnelBinary(), "run", "--config", config};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    std::vector<std::string> env_strings = extra_env;
+    std::vector<char*> env;
+    for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+    for (auto& e : env_strings) env.push_back(e.data());
+    env.push_back(nullptr);
+    EXPECT_EQ(posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), env.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    // The log names the port once the server listens.
+    const std::regex port_line("serving http on port ([0-9]+)");
+    for (int i = 0; i < 500 && port_ == 0; ++i) {
+      std::ifstream in(log);
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::smatch m;
+      if (std::regex_search(text, m, port_line)) port_ = std::stoi(m[1]);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_NE(port_, 0) << "the service did not start serving";
+  }
+  ~Service() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  // Sends SIGTERM and returns the exit code (or -1 if it did not exit within `timeout`).
+  int Terminate(std::chrono::seconds timeout) {
+    kill(pid_, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+  int port() const { return port_; }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+inline ProcessOutput Get(const std::string& url) {
+  return RunProcess({"curl", "-s", "-S", "--max-time", "10", "-w", "\n%{http_code}", url});
+}
+
+// The HTTP status code of a curl -w run, and the body before it.
+inline int Code(const ProcessOutput& r) { return std::stoi(r.out.substr(r.out.rfind('\n') + 1)); }
+inline std::string Body(const ProcessOutput& r) { return r.out.substr(0, r.out.rfind('\n')); }
 
 }  // namespace runnel::testing
