@@ -312,11 +312,42 @@ class Validator {
     q->aggregates.push_back(spec);
   }
 
+  // where: [ { field: F, equals: V } | { field: F, not_equals: V } | { field: F, prefix: V } ]
+  void Where(const YAML::Node& n, streaming::AggregationOptions* a) {
+    if (!n.IsSequence() || n.size() == 0) {
+      Error(n, "'where' must be a non-empty list of { field: F, equals|not_equals|prefix: V }");
+      return;
+    }
+    for (const YAML::Node& item : n) {
+      if (!item.IsMap()) {
+        Error(item, "a 'where' condition must be a mapping { field: F, equals: V }");
+        continue;
+      }
+      if (!Keys(item, "where condition", {"field", "equals", "not_equals", "prefix"})) continue;
+      streaming::FieldCondition c;
+      if (!String(item, "field", &c.field, true)) continue;
+      int ops = 0;
+      for (auto [key, op] : {std::pair{"equals", streaming::FieldCondition::Op::kEquals},
+                             std::pair{"not_equals", streaming::FieldCondition::Op::kNotEquals},
+                             std::pair{"prefix", streaming::FieldCondition::Op::kPrefix}}) {
+        if (String(item, key, &c.value)) {
+          c.op = op;
+          ++ops;
+        }
+      }
+      if (ops != 1) {
+        Error(item, "a 'where' condition needs exactly one of equals, not_equals, prefix");
+        continue;
+      }
+      a->where.push_back(std::move(c));
+    }
+  }
+
   void Query(const YAML::Node& n, std::set<std::string>* names, Config* c) {
     if (!Keys(n, "query",
               {"name", "source", "batch_interval", "event_time", "window", "allowed_lateness",
                "group_by", "aggregates", "output_mode", "on_invalid", "dead_letter", "late_output",
-               "sinks", "shuffle_partitions", "on_definition_change"})) {
+               "sinks", "shuffle_partitions", "on_definition_change", "where"})) {
       return;
     }
     QueryConfig q;
@@ -386,6 +417,7 @@ class Validator {
       Error(n["on_invalid"], "on_invalid: dead_letter needs dead_letter: { path: DIR }");
     }
     Integer(n, "shuffle_partitions", &a.shuffle_partitions, 1, 4096);
+    if (const YAML::Node where = n["where"]) Where(where, &a);
     std::string on_change;
     if (OneOf(n, "on_definition_change", &on_change, {"fail", "reset"})) {
       a.reset_on_definition_change = on_change == "reset";

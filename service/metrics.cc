@@ -59,6 +59,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
         delay_(m->scheduling_delay_.Add({{"query", name}})),
         records_(m->records_.Add({{"query", name}})),
         late_(m->late_.Add({{"query", name}})),
+        filtered_(m->filtered_.Add({{"query", name}})),
         watermark_(m->watermark_.Add({{"query", name}})),
         keys_(m->state_keys_.Add({{"query", name}})),
         bytes_(m->state_bytes_.Add({{"query", name}})) {}
@@ -71,6 +72,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
     const streaming::QueryCounters c = query_->counters();
     records_.Increment(static_cast<double>(c.records) - records_.Value());
     late_.Increment(static_cast<double>(c.late) - late_.Value());
+    filtered_.Increment(static_cast<double>(c.filtered) - filtered_.Value());
     for (const auto& [reason, n] : c.invalid) {
       auto& counter = m_->invalid_.Add({{"query", name_}, {"reason", reason}});
       counter.Increment(static_cast<double>(n) - counter.Value());
@@ -93,6 +95,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
   prometheus::Gauge& delay_;
   prometheus::Counter& records_;
   prometheus::Counter& late_;
+  prometheus::Counter& filtered_;
   prometheus::Gauge& watermark_;
   prometheus::Gauge& keys_;
   prometheus::Gauge& bytes_;
@@ -122,6 +125,10 @@ Metrics::Metrics()
                 .Name("runnel_late_records_total")
                 .Help("Records dropped as later than the watermark")
                 .Register(*registry_)),
+      filtered_(BuildCounter()
+                    .Name("runnel_filtered_records_total")
+                    .Help("Records a where: condition left out")
+                    .Register(*registry_)),
       watermark_(BuildGauge()
                      .Name("runnel_watermark_timestamp_seconds")
                      .Help("Event-time watermark")

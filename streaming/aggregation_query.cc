@@ -23,6 +23,7 @@ struct ParsedLine {
   std::vector<Partial> partials;  // one per open window of the record
   std::string invalid_reason;     // set when the record is invalid
   bool late = false;              // every window of the record was closed
+  bool filtered = false;          // a `where:` condition left it out
   EventTimeMs event_time = Watermark::kNone;
 };
 
@@ -77,6 +78,20 @@ std::string EventTime(simdjson::dom::object& obj, const std::string& name, Event
   return "bad_timestamp";
 }
 
+bool Holds(const FieldCondition& c, simdjson::dom::object& obj) {
+  std::string_view value;
+  if (obj.at_key(c.field).get_string().get(value) != simdjson::SUCCESS) return false;
+  switch (c.op) {
+    case FieldCondition::Op::kEquals:
+      return value == c.value;
+    case FieldCondition::Op::kNotEquals:
+      return value != c.value;
+    case FieldCondition::Op::kPrefix:
+      return value.starts_with(c.value);
+  }
+  return false;
+}
+
 ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
                      const std::string& line) {
   ParsedLine result;
@@ -99,6 +114,12 @@ ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
   if (doc.get_object().get(obj) != simdjson::SUCCESS) {
     result.invalid_reason = "not_an_object";
     return result;
+  }
+  for (const FieldCondition& c : opts.where) {
+    if (!Holds(c, obj)) {
+      result.filtered = true;
+      return result;
+    }
   }
   EventTimeMs t = 0;
   if (std::string reason = EventTime(obj, opts.time_field, &t); !reason.empty()) {
@@ -246,6 +267,10 @@ std::string AggregationQuery::Definition() const {
     if (a.kind == AggregateSpec::Kind::kCountValues && a.top_k > 0)
       text += fmt::format("/top{}", a.top_k);
   }
+  static constexpr const char* kOps[] = {"==", "!=", "^="};
+  for (const FieldCondition& c : o.where) {
+    text += fmt::format("; where {} {} {:?}", c.field, kOps[static_cast<int>(c.op)], c.value);
+  }
   return text;
 }
 
@@ -320,6 +345,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   const bool keep_late = static_cast<bool>(late_sink_);
   auto late_lines = ctx.MakeAccumulator<std::vector<std::string>>({}, Concat<std::string>);
   auto records = engine::MakeSumAccumulator<int64_t>();
+  auto filtered = engine::MakeSumAccumulator<int64_t>();
   auto max_time = ctx.MakeAccumulator<int64_t>(Watermark::kNone,
                                                [](int64_t a, int64_t b) { return std::max(a, b); });
 
@@ -331,6 +357,8 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
                           invalid.Add({{parsed.invalid_reason, 1}});
                           if (keep_dead)
                             dead.Add({InvalidRecord{parsed.invalid_reason, std::move(line)}});
+                        } else if (parsed.filtered) {
+                          filtered.Add(1);
                         } else {
                           max_time.Add(parsed.event_time);
                           if (parsed.late) {
@@ -428,6 +456,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   watermark_ = next_watermark;
   counters_.records += records.value();
   counters_.late += late.value();
+  counters_.filtered += filtered.value();
   ++counters_.batches;
   for (const auto& [reason, n] : invalid_counts) counters_.invalid[reason] += n;
   info->progress.late += late.value();

@@ -36,6 +36,15 @@ inline constexpr char kFingerprintKey[] = "definition_fingerprint";
 inline constexpr char kDefinitionKey[] = "definition";
 enum class OnInvalid { kFail, kSkip, kDeadLetter };
 
+// One condition of a query's `where:` (all must hold). A record whose field is missing or not
+// a string fails every condition on it.
+struct FieldCondition {
+  enum class Op { kEquals, kNotEquals, kPrefix };
+  std::string field;
+  Op op = Op::kEquals;
+  std::string value;
+};
+
 struct AggregationOptions {
   std::string name;                   // query name: the state namespace and output directory
   std::vector<std::string> group_by;  // e.g. {"customer", "url"}
@@ -43,6 +52,7 @@ struct AggregationOptions {
   WindowSpec window;                  // default: tumbling 1h
   int64_t allowed_lateness_ms = 0;
   std::vector<AggregateSpec> aggregates;
+  std::vector<FieldCondition> where;  // records failing one are skipped (counted as filtered)
   OutputMode output_mode = OutputMode::kUpdate;
   OnInvalid on_invalid = OnInvalid::kSkip;
   int shuffle_partitions = 0;         // 0: the engine's default parallelism
@@ -64,6 +74,7 @@ struct InvalidRecord {
 struct QueryCounters {
   int64_t records = 0;
   int64_t late = 0;
+  int64_t filtered = 0;  // records a `where:` condition left out
   int64_t batches = 0;
   std::map<std::string, int64_t> invalid;  // by reason
 };

@@ -72,6 +72,18 @@ const Case kCases[] = {
      "dead_letter: { path"},
     {"precision out of range", "{ count_distinct: session_id }",
      "{ count_distinct: session_id, approx: true, precision: 30 }", 16, "between 4 and 18"},
+    {"where condition with two operators", "    output_mode: update",
+     "    where: [ { field: customer, equals: a.com, prefix: a } ]\n    output_mode: update", 18,
+     "exactly one of equals, not_equals, prefix"},
+    {"where condition with an unknown operator", "    output_mode: update",
+     "    where: [ { field: customer, like: a.com } ]\n    output_mode: update", 18,
+     "unknown key 'like'"},
+    {"where not a list", "    output_mode: update", "    where: customer\n    output_mode: update",
+     18, "'where' must be a non-empty list"},
+    {"bad on_definition_change", "    output_mode: update",
+     "    on_definition_change: keep\n    output_mode: update", 18, "must be one of fail|reset"},
+    {"checkpoint every neither duration nor batches", "every: 30s", "every: often", 3,
+     "not a duration"},
 };
 
 // Keeps test names short in ctest's output.

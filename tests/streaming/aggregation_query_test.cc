@@ -173,5 +173,46 @@ TEST(AggregationQueryTest, WindowsPastRetentionLeaveReadsAndAreMarkedForCompacti
             std::to_string(run.query->watermark() - o.retention_ms - o.window.length_ms));
 }
 
+std::string Event(const std::string& customer, const std::string& url,
+                  const std::string& referrer) {
+  return boost::json::serialize(boost::json::object{{"customer", customer},
+                                                    {"url", url},
+                                                    {"referrer", referrer},
+                                                    {"session_id", "s"},
+                                                    {"ts", "2017-09-17T05:10:00Z"}});
+}
+
+TEST(AggregationQueryTest, WhereKeepsOnlyRecordsMeetingEveryCondition) {
+  InMemoryStateStore store;
+  AggregationOptions o = HourlyPages();
+  o.where = {{"customer", FieldCondition::Op::kEquals, "a.com"},
+             {"url", FieldCondition::Op::kPrefix, "/articles/"},
+             {"referrer", FieldCondition::Op::kNotEquals, "bing"}};
+  QueryRun run = RunBatches(o, &store,
+                            {{Event("a.com", "/articles/1", "google"),        // kept
+                              Event("a.com", "/articles/1", "bing"),          // referrer is bing
+                              Event("b.com", "/articles/1", "google"),        // another customer
+                              Event("a.com", "/about", "google"),             // not an article
+                              Event("a.com", "/articles/2", "facebook"),      // kept
+                              R"({"customer":"a.com","url":"/articles/3"})",  // no referrer
+                              "not json"}});
+  ASSERT_TRUE(run.last.ok()) << run.last;
+  std::map<std::string, int64_t> views;
+  for (const auto& r : run.query->ReadRecords().value()) {
+    views[std::string(boost::json::parse(r).at("url").as_string())] = PageViews(r);
+  }
+  EXPECT_EQ(views, (std::map<std::string, int64_t>{{"/articles/1", 1}, {"/articles/2", 1}}));
+  const QueryCounters c = run.query->counters();
+  EXPECT_EQ(c.records, 7);
+  EXPECT_EQ(c.filtered, 4);
+  EXPECT_EQ(c.invalid.at("malformed_json"), 1);
+  // The conditions are part of the definition: changing them changes the fingerprint.
+  AggregationOptions other = o;
+  other.where[0].value = "b.com";
+  EXPECT_NE(AggregationQuery::Make(other, &store).value()->Fingerprint(), run.query->Fingerprint());
+  EXPECT_EQ(AggregationQuery::Make(HourlyPages(), &store).value()->Definition().find("where"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace runnel::streaming
