@@ -70,6 +70,7 @@ Status Checkpointer::TakeIfChanged() {
     checkpointed_at_ = committed;
   }
   metrics_->ObserveCheckpoint(seconds);
+  if (options_.on_checkpoint) options_.on_checkpoint(manifest);
   std::string batches;
   for (const auto& q : manifest.queries()) {
     batches += fmt::format("{}{} at batch {}", batches.empty() ? "" : ", ", q.name(), q.batch_id());

@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -24,6 +25,8 @@ struct CheckpointerOptions {
   int keep = 3;
   int64_t every_ms = 30000;   // 0: counted in batches
   int64_t every_batches = 0;  // used when every_ms is 0
+  // Called after each checkpoint (e.g. to commit its Kafka offsets to the consumer group).
+  std::function<void(const checkpoint::v1::Manifest&)> on_checkpoint;
 };
 
 class Checkpointer {

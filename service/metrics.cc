@@ -129,6 +129,10 @@ Metrics::Metrics()
                     .Name("runnel_filtered_records_total")
                     .Help("Records a where: condition left out")
                     .Register(*registry_)),
+      lag_(BuildGauge()
+               .Name("runnel_kafka_consumer_lag_records")
+               .Help("Records in a partition past the last planned batch")
+               .Register(*registry_)),
       watermark_(BuildGauge()
                      .Name("runnel_watermark_timestamp_seconds")
                      .Help("Event-time watermark")
@@ -221,6 +225,11 @@ void Metrics::SetStorageProbe(std::function<std::map<std::string, uint64_t>()> t
   }
 }
 
+void Metrics::AddLagProbe(std::function<std::vector<KafkaLag>()> lag) {
+  std::lock_guard lock(mu_);
+  lag_probes_.push_back(std::move(lag));
+}
+
 void Metrics::ObserveCheckpoint(double seconds) {
   checkpoint_duration_.Observe(seconds);
   last_checkpoint_.Set(
@@ -253,6 +262,12 @@ std::string Metrics::Scrape() {
   RefreshProcess();
   {
     std::lock_guard lock(mu_);
+    for (const auto& probe : lag_probes_) {
+      for (const KafkaLag& l : probe()) {
+        lag_.Add({{"topic", l.topic}, {"partition", std::to_string(l.partition)}})
+            .Set(static_cast<double>(l.records));
+      }
+    }
     if (storage_probe_) {
       for (const auto& [ticker, value] : storage_probe_()) {
         auto it = storage_counters_.find(ticker);

@@ -29,6 +29,13 @@ struct StateSize {
   int64_t bytes = 0;
 };
 
+// One partition's consumer lag, for runnel_kafka_consumer_lag_records.
+struct KafkaLag {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t records = 0;
+};
+
 class Metrics {
  public:
   Metrics();
@@ -41,6 +48,9 @@ class Metrics {
 
   // The state store's counters (RocksDB tickers by short name), read at each scrape.
   void SetStorageProbe(std::function<std::map<std::string, uint64_t>()> tickers);
+
+  // A Kafka source's lag per partition, read at each scrape.
+  void AddLagProbe(std::function<std::vector<KafkaLag>()> lag);
 
   // A checkpoint finished: its duration, and now as the last checkpoint time.
   void ObserveCheckpoint(double seconds);
@@ -60,6 +70,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& invalid_;
   prometheus::Family<prometheus::Counter>& late_;
   prometheus::Family<prometheus::Counter>& filtered_;
+  prometheus::Family<prometheus::Gauge>& lag_;
   prometheus::Family<prometheus::Gauge>& watermark_;
   prometheus::Family<prometheus::Gauge>& state_keys_;
   prometheus::Family<prometheus::Gauge>& state_bytes_;
@@ -74,6 +85,7 @@ class Metrics {
   std::vector<std::unique_ptr<QueryProbe>> probes_;                 // guarded by mu_
   std::function<std::map<std::string, uint64_t>()> storage_probe_;  // guarded by mu_
   std::map<std::string, prometheus::Counter*> storage_counters_;    // by ticker name
+  std::vector<std::function<std::vector<KafkaLag>()>> lag_probes_;  // guarded by mu_
 };
 
 }  // namespace runnel::service

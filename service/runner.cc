@@ -42,6 +42,7 @@ struct RunningQuery {
   const QueryConfig* config = nullptr;
   std::unique_ptr<streaming::StreamingContext> ssc;
   streaming::InputStreamBase* input = nullptr;  // the query's source (owned by `stream`)
+  sources::KafkaSource* kafka = nullptr;        // the same, when it is a Kafka source
   std::optional<streaming::DStream<std::string>> stream;
   std::shared_ptr<streaming::AggregationQuery> query;
   std::vector<std::unique_ptr<sinks::JsonFileSink>> sinks;
@@ -81,6 +82,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                                       .librdkafka = source.librdkafka}));
     RETURN_NOT_OK(kafka->Restore(next.positions));
     rq->input = kafka.get();
+    rq->kafka = kafka.get();
     rq->stream.emplace(kafka);
   }
   for (const SinkConfig& s : qc.sinks) {
@@ -153,10 +155,25 @@ int RunService(const Config& config, const RunOptions& options) {
   Metrics metrics;
   auto* db = store->get();
   metrics.SetStorageProbe([db] { return db->Tickers(); });
+  std::vector<RunningQuery> queries(config.queries.size());
+  // After each checkpoint, its Kafka offsets go to the consumer group (for lag tools).
+  auto commit_to_groups = [&queries, log](const checkpoint::v1::Manifest& manifest) {
+    for (const checkpoint::v1::QueryState& q : manifest.queries()) {
+      for (RunningQuery& rq : queries) {
+        if (rq.kafka == nullptr || rq.config->aggregation.name != q.name()) continue;
+        const std::map<std::string, std::string> positions(q.positions().begin(),
+                                                           q.positions().end());
+        if (Status st = rq.kafka->CommitToGroup(positions); !st.ok()) {
+          log->warn("query {}: {}", q.name(), st.ToString());
+        }
+      }
+    }
+  };
   Checkpointer checkpointer({.state_dir = config.state_dir,
                              .keep = config.checkpoint_keep,
                              .every_ms = config.checkpoint_every_ms,
-                             .every_batches = config.checkpoint_every_batches},
+                             .every_batches = config.checkpoint_every_batches,
+                             .on_checkpoint = commit_to_groups},
                             db, &metrics);
   SystemdNotifier notifier;
   std::atomic<bool> ready{false};
@@ -172,7 +189,6 @@ int RunService(const Config& config, const RunOptions& options) {
     log->info("serving http on port {} ({}): /metrics, /readyz, /v1/queries", http->port(),
               config.http_listen);
   }
-  std::vector<RunningQuery> queries(config.queries.size());
   for (size_t i = 0; i < config.queries.size(); ++i) {
     Status st = BuildQuery(config, config.queries[i], engine->get(), store->get(), &queries[i]);
     if (!st.ok()) {
@@ -188,6 +204,14 @@ int RunService(const Config& config, const RunOptions& options) {
       return StateSize{.keys = stats.keys, .bytes = stats.bytes};
     }));
     rq.ssc->AddListener(checkpointer.listener());
+    if (rq.kafka != nullptr) {
+      auto* kafka = rq.kafka;
+      metrics.AddLagProbe([kafka] {
+        std::vector<KafkaLag> lag;
+        for (const auto& p : kafka->Lag()) lag.push_back({p.topic, p.partition, p.records});
+        return lag;
+      });
+    }
     rq.ssc->AddListener(notifier.listener());
     api.queries.push_back({.name = name,
                            .source = rq.config->source,

@@ -2,6 +2,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <charconv>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -92,7 +93,48 @@ KafkaSource::KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions op
 
 KafkaSource::~KafkaSource() {
   consumers_.clear();
+  if (committer_ != nullptr) rd_kafka_destroy(committer_);
   rd_kafka_destroy(meta_);
+}
+
+std::vector<PartitionLag> KafkaSource::Lag() const {
+  std::lock_guard lock(mu_);
+  std::vector<PartitionLag> out;
+  for (const auto& [tp, records] : lag_) out.push_back({tp.first, tp.second, records});
+  return out;
+}
+
+Status KafkaSource::CommitToGroup(const std::map<std::string, std::string>& positions) {
+  std::lock_guard lock(mu_);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  for (const auto& [tp, unused] : positions_) {
+    auto it = positions.find(PositionKey(tp.first, tp.second));
+    int64_t offset = -1;
+    if (it == positions.end()) continue;
+    auto [end, ec] =
+        std::from_chars(it->second.data(), it->second.data() + it->second.size(), offset);
+    if (ec != std::errc() || end != it->second.data() + it->second.size() || offset < 0) continue;
+    rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
+  }
+  if (list->cnt == 0) {
+    rd_kafka_topic_partition_list_destroy(list);
+    return Status::OK();
+  }
+  if (committer_ == nullptr) {
+    auto rk = NewConsumer(options_, "");
+    if (!rk.ok()) {
+      rd_kafka_topic_partition_list_destroy(list);
+      return rk.status();
+    }
+    committer_ = *rk;
+  }
+  const rd_kafka_resp_err_t err = rd_kafka_commit(committer_, list, /*async=*/0);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Status::Unavailable(
+        fmt::format("commit offsets to group {}: {}", options_.group_id, rd_kafka_err2str(err)));
+  }
+  return Status::OK();
 }
 
 Status KafkaSource::DiscoverPartitions() {
@@ -168,6 +210,7 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
       info->progress.records_in += until - from;
     }
     position = std::max(from, until);
+    lag_[tp] = std::max<int64_t>(0, high - position);
     info->positions[PositionKey(tp.first, tp.second)] = std::to_string(position);
   }
   planned_[info->progress.batch_time.value()] = std::move(ranges);

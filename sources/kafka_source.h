@@ -9,7 +9,10 @@
 // normal path. Offsets that are no longer available (the log was truncated) follow
 // `on_data_loss`: fail the batch, or skip to the earliest offset and count what was lost.
 //
-// Not yet: consumer-group membership and committing offsets to the group (lag tools).
+// After each checkpoint the service calls CommitToGroup with the checkpointed positions, so
+// standard lag tools see the group's progress (the group does not own the offsets: state does).
+// Lag() is each partition's end offset minus the position after the last planned batch.
+// Not yet: consumer-group membership (partitions assigned by the group's rebalance).
 //
 // Thread safety: Plan runs on the batch thread; range reads run on engine workers, each
 // consumer used by one task at a time (a mutex per consumer).
@@ -42,6 +45,12 @@ struct KafkaSourceOptions {
   int timeout_ms = 30000;
 };
 
+struct PartitionLag {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t records = 0;  // end offset (high watermark) - position, at the last Plan
+};
+
 struct OffsetRange {
   std::string topic;
   int32_t partition = 0;
@@ -62,6 +71,10 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   bool HasPendingData() const override;
 
   int64_t records_lost() const { return lost_.load(); }
+  std::vector<PartitionLag> Lag() const;
+  // Commits this source's entries of `positions` ("kafka:TOPIC/PARTITION" -> next offset) to
+  // the consumer group `group_id`.
+  Status CommitToGroup(const std::map<std::string, std::string>& positions);
 
  protected:
   Result<std::optional<engine::Rdd<std::string>>> Compute(BatchTime t) override;
@@ -81,6 +94,8 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  // guarded by mu_
   std::map<int64_t, std::vector<OffsetRange>> planned_;           // guarded by mu_
+  std::map<std::pair<std::string, int32_t>, int64_t> lag_;        // guarded by mu_
+  rd_kafka_t* committer_ = nullptr;  // guarded by mu_; the group's handle, made on first use
   std::map<std::pair<std::string, int32_t>, std::shared_ptr<Consumer>> consumers_;  // mu_
 };
 

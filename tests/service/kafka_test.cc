@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include <regex>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -87,6 +90,27 @@ std::string KafkaConfig(const std::string& dir, const std::string& bootstrap) {
   return config;
 }
 
+// The offsets consumer group `group` committed for partitions 0..partitions-1, summed.
+int64_t CommittedOffsets(const std::string& bootstrap, const std::string& group,
+                         const std::string& topic, int partitions) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof(err));
+  rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof(err));
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  if (rk == nullptr) return -1;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  int64_t sum = -1;
+  if (rd_kafka_committed(rk, list, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    sum = 0;
+    for (int i = 0; i < list->cnt; ++i) sum += std::max<int64_t>(0, list->elems[i].offset);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(rk);
+  return sum;
+}
+
 TEST(KafkaTest, GoldenDataFromKcatThroughTheKafkaSourceAndOnWithMoreData) {
   Broker broker({"clicks:4"});
   TempDir dir;
@@ -113,6 +137,46 @@ TEST(KafkaTest, GoldenDataFromKcatThroughTheKafkaSourceAndOnWithMoreData) {
       << "no record read twice or missed:\n"
       << r2.err;
   EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+  // The final checkpoint's offsets went to the consumer group, for lag tools.
+  EXPECT_EQ(CommittedOffsets(broker.bootstrap(), "runnel", "clicks", 4), 20000);
+}
+
+// The sum of a metric's samples in a scrape (every label set).
+double SumOf(const std::string& metrics, const std::string& name) {
+  double sum = 0;
+  std::istringstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(name + "{")) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+TEST(KafkaTest, ConsumerLagIsExportedPerPartition) {
+  Broker broker({"clicks:4"});
+  TempDir dir;
+  const auto lines = ReadLines(GoldenDir() + "/clicks-clean.jsonl");
+  std::string first;
+  for (size_t i = 0; i < 11000; ++i) first += lines[i] + "\n";
+  WriteText(dir.path() + "/first.jsonl", first);
+  Produce(broker.bootstrap(), "clicks", dir.path() + "/first.jsonl");
+  std::string config = KafkaConfig(dir.path(), broker.bootstrap());
+  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
+  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 3s");
+  WriteText(dir.path() + "/q.yaml", config);
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  // After the first batch (700 records from each of 4 partitions), 8200 records remain.
+  std::string metrics;
+  for (int i = 0; i < 400; ++i) {
+    metrics = Body(Get(service.Url("/metrics")));
+    if (SumOf(metrics, "runnel_records_total") >= 2800) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(SumOf(metrics, "runnel_records_total"), 2800) << metrics;
+  EXPECT_EQ(SumOf(metrics, "runnel_kafka_consumer_lag_records"), 8200) << metrics;
+  EXPECT_NE(metrics.find("runnel_kafka_consumer_lag_records{partition=\"3\",topic=\"clicks\"}"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
 }
 
 TEST(KafkaTest, GenProducesTheWorkloadThatTheServiceCounts) {
