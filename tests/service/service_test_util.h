@@ -156,9 +156,10 @@ class Service {
       waitpid(pid_, nullptr, 0);
     }
   }
-  // Sends SIGTERM and returns the exit code (or -1 if it did not exit within `timeout`).
-  int Terminate(std::chrono::seconds timeout) {
-    kill(pid_, SIGTERM);
+  // Sends `signals` (SIGTERM) and returns the exit code (or -1 if it did not exit within
+  // `timeout`).
+  int Terminate(std::chrono::seconds timeout, const std::vector<int>& signals = {SIGTERM}) {
+    for (int sig : signals) kill(pid_, sig);
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     int status = 0;
     while (std::chrono::steady_clock::now() < deadline) {
