@@ -1,8 +1,5 @@
 #include "checkpoint/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -51,31 +48,16 @@ Status FsError(const std::string& what, const std::error_code& ec) {
   return Status::IOError(fmt::format("{}: {}", what, ec.message()));
 }
 
-// Reads `path` in chunks, returning its size and CRC32C; with `sync`, fsyncs it too.
+// The size and CRC32C of `path`; with `sync`, fsyncs it too.
 Status ScanFile(const std::string& path, bool sync, uint64_t* size, uint32_t* crc) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open " + path, errno);
-  std::string buf(1 << 20, '\0');
   Crc32cAccumulator accumulator;
   *size = 0;
-  while (true) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return Status::FromErrno("read " + path, err);
-    }
-    if (n == 0) break;
-    accumulator.process_bytes(buf.data(), static_cast<size_t>(n));
-    *size += static_cast<uint64_t>(n);
-  }
+  RETURN_NOT_OK(ReadFileChunks(path, [&](std::string_view chunk) {
+    accumulator.process_bytes(chunk.data(), chunk.size());
+    *size += chunk.size();
+  }));
   *crc = accumulator.checksum();
-  const int rc = sync ? ::fsync(fd) : 0;
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::FromErrno("fsync " + path, err);
-  return Status::OK();
+  return sync ? SyncPath(path) : Status::OK();
 }
 
 // Every regular file under `dir`, by name relative to it, sorted.

@@ -59,13 +59,12 @@ Status SyncPath(const std::string& path) {
   return Status::OK();
 }
 
-Result<std::string> ReadFile(const std::string& path) {
+Status ReadFileChunks(const std::string& path, const std::function<void(std::string_view)>& chunk) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open " + path, errno);
-  std::string out;
-  char buf[1 << 16];
+  std::string buf(1 << 16, '\0');
   while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
@@ -73,9 +72,15 @@ Result<std::string> ReadFile(const std::string& path) {
       return Status::FromErrno("read " + path, err);
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    chunk(std::string_view(buf.data(), static_cast<size_t>(n)));
   }
   ::close(fd);
+  return Status::OK();
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::string out;
+  RETURN_NOT_OK(ReadFileChunks(path, [&out](std::string_view chunk) { out += chunk; }));
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Small file helpers with Status errors, shared by every module that writes files.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,8 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, bo
 Status SyncPath(const std::string& path);
 
 Result<std::string> ReadFile(const std::string& path);
+// Reads `path` front to back, handing each chunk (up to 64 KiB) to `chunk`.
+Status ReadFileChunks(const std::string& path, const std::function<void(std::string_view)>& chunk);
 
 // Creates `dir` and its parents if missing.
 Status MakeDirs(const std::string& dir);
