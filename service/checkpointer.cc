@@ -21,7 +21,7 @@ Checkpointer::~Checkpointer() {
 }
 
 void Checkpointer::Listener::OnBatchCompleted(const streaming::BatchProgress& progress) {
-  if (!progress.status.ok()) return;
+  if (!progress.status.ok() || !progress.committed) return;
   std::lock_guard lock(c_->mu_);
   ++c_->committed_;
   c_->cv_.notify_all();

@@ -313,6 +313,8 @@ Result<CommittedBatch> AggregationQuery::Recover() {
   }
   CommittedBatch next = *last;
   next.batch_id = BatchId(last->batch_id.value() + 1);
+  std::lock_guard lock(mu_);
+  committed_positions_ = next.positions;
   return next;
 }
 
@@ -448,11 +450,24 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   commit.metadata[kDefinitionKey] = definition_;
   commit.expire_before_ms = ExpireBefore(next_watermark.current());
 
-  if (keep_late && late.value() > 0) RETURN_NOT_OK(late_sink_(batch_id, late_lines.value()));
-  if (sink_) RETURN_NOT_OK(sink_(batch_id, out));
-  RETURN_NOT_OK(store_->Commit(commit));
+  bool moved = next_watermark.current() != watermark_now || records.value() > 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [source, position] : commit.positions) {
+      auto it = committed_positions_.find(source);
+      moved = moved || it == committed_positions_.end() || it->second != position;
+    }
+  }
+  if (moved) {
+    if (keep_late && late.value() > 0) RETURN_NOT_OK(late_sink_(batch_id, late_lines.value()));
+    if (sink_) RETURN_NOT_OK(sink_(batch_id, out));
+    RETURN_NOT_OK(store_->Commit(commit));
+  } else {
+    info->progress.committed = false;
+  }
 
   std::lock_guard lock(mu_);
+  for (const auto& [source, position] : commit.positions) committed_positions_[source] = position;
   watermark_ = next_watermark;
   counters_.records += records.value();
   counters_.late += late.value();

@@ -7,6 +7,8 @@
 //   commit state, source positions, watermark and batch id in ONE StateStore::Commit.
 // Output is handed to the sink before the commit, under the batch id: a batch that ran but
 // did not commit runs again with the same id and input, and its sink output is replaced.
+// An empty batch (no record, no position moved, same watermark) commits nothing and writes no
+// output; batch ids in state therefore increase but may skip.
 //
 // Thread safety: a query runs on its streaming context's runner thread; counters and reads
 // (ReadRecords, counters()) may be called from any thread.
@@ -138,6 +140,9 @@ class AggregationQuery {
   mutable std::mutex mu_;
   Watermark watermark_;     // guarded by mu_
   QueryCounters counters_;  // guarded by mu_
+  // Source positions as of the last commit: a batch that read nothing, moved no position and
+  // left the watermark where it was has nothing to commit (no write, no fsync, no output).
+  std::map<std::string, std::string> committed_positions_;  // guarded by mu_
 };
 
 // State keys: each group value escaped (0x00 -> 0x00 0xFF) and ended by 0x00 0x01, then the

@@ -54,7 +54,8 @@ class StateStore {
   // returns false.
   virtual Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
                       const std::function<bool(const std::string&, const std::string&)>& fn) = 0;
-  // Applies `commit` atomically. Batch ids of a namespace must increase by one.
+  // Applies `commit` atomically. Batch ids of a namespace must increase (empty batches that
+  // commit nothing leave gaps).
   virtual Status Commit(const BatchCommit& commit) = 0;
   // The last committed batch of `ns`, or nullopt when none was.
   virtual Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) = 0;

@@ -46,6 +46,7 @@ struct BatchProgress {
   std::map<std::string, std::string> input;  // per input: its plan, e.g. "clicks/0" -> "[10,20)"
   std::string lineage;                       // the batch's last RDD lineage (DebugString)
   Status status;                             // OK, or why the batch failed
+  bool committed = true;                     // false: an empty batch that had nothing to commit
 };
 
 // The mutable record of the running batch: outputs fill in what they learn.

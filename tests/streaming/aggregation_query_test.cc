@@ -173,6 +173,22 @@ TEST(AggregationQueryTest, WindowsPastRetentionLeaveReadsAndAreMarkedForCompacti
             std::to_string(run.query->watermark() - o.retention_ms - o.window.length_ms));
 }
 
+TEST(AggregationQueryTest, EmptyBatchesCommitNothingAndWriteNoOutput) {
+  InMemoryStateStore store;
+  QueryRun run = RunBatches(
+      HourlyPages(), &store,
+      {{Click("s1", "2017-09-17T05:10:00Z")}, {}, {}, {Click("s2", "2017-09-17T05:20:00Z")}, {}});
+  ASSERT_TRUE(run.last.ok()) << run.last;
+  std::vector<int64_t> with_output;
+  for (const auto& [id, records] : run.output) with_output.push_back(id);
+  EXPECT_EQ(with_output, (std::vector<int64_t>{0, 3}));
+  EXPECT_EQ(store.LastCommitted("hourly_pages").value()->batch_id, BatchId(3));
+  EXPECT_EQ(run.query->counters().batches, 5);
+  // A restart resumes after the last committed batch.
+  auto again = AggregationQuery::Make(HourlyPages(), &store).value();
+  EXPECT_EQ(again->Recover().value().batch_id, BatchId(4));
+}
+
 std::string Event(const std::string& customer, const std::string& url,
                   const std::string& referrer) {
   return boost::json::serialize(boost::json::object{{"customer", customer},
