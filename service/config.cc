@@ -175,6 +175,15 @@ class Validator {
     }
     String(n, "http_listen", &c->http_listen);
     String(n, "state_dir", &c->state_dir);
+    if (String(n, "http_token_file", &c->http_token_file)) {
+      auto token = ReadFile(c->http_token_file);
+      if (!token.ok()) {
+        Error(n["http_token_file"], fmt::format("cannot read http_token_file {}: {}",
+                                                c->http_token_file, token.status().message()));
+      } else if (token->find_first_not_of(" \t\r\n") == std::string::npos) {
+        Error(n["http_token_file"], fmt::format("http_token_file {} is empty", c->http_token_file));
+      }
+    }
     OneOf(n, "log_format", &c->log_format, {"text", "json"});
     Duration(n, "shutdown_timeout", &c->shutdown_timeout_ms);
   }

@@ -57,6 +57,7 @@ struct Config {
   std::string http_listen = "127.0.0.1:9464";
   std::string state_dir = "./var/state";
   std::string log_format = "text";
+  std::string http_token_file;  // a file holding the bearer token /v1/* requests need
   int64_t shutdown_timeout_ms = 20000;
   // engine
   int workers = 2;

@@ -87,6 +87,18 @@ HttpResponse Aggregates(const QueryView& q, const HttpRequest& req) {
   return Json(200, out);
 }
 
+// Whether `authorization` is "Bearer <token>", compared in constant time.
+bool TokenMatches(std::string_view authorization, const std::string& token) {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!authorization.starts_with(kBearer)) return false;
+  const std::string_view given = authorization.substr(kBearer.size());
+  unsigned char diff = given.size() == token.size() ? 0 : 1;
+  for (size_t i = 0; i < token.size(); ++i) {
+    diff |= static_cast<unsigned char>(token[i] ^ (i < given.size() ? given[i] : 0));
+  }
+  return diff == 0;
+}
+
 }  // namespace
 
 HttpHandler MakeApiHandler(const ApiContext* api) {
@@ -100,6 +112,10 @@ HttpHandler MakeApiHandler(const ApiContext* api) {
     }
     if (path == "/metrics") {
       return {200, "text/plain; version=0.0.4; charset=utf-8", api->metrics->Scrape()};
+    }
+    if (!api->token.empty() && path.starts_with("/v1/") &&
+        !TokenMatches(req.authorization, api->token)) {
+      return Error(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)");
     }
     if (path == "/v1/queries") {
       json::array list;

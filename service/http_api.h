@@ -1,5 +1,6 @@
 // The HTTP API of the service: /metrics, /livez, /healthz, /readyz, /v1/queries,
 // /v1/queries/NAME, /v1/queries/NAME/aggregates?FIELD=..&from=..&to=.., /v1/queries/NAME/lineage.
+// Thread safety: the handler may run on any thread; `api` is read-only once serving.
 #pragma once
 
 #include <atomic>
@@ -26,6 +27,9 @@ struct ApiContext {
   Metrics* metrics = nullptr;
   const std::atomic<bool>* ready = nullptr;
   std::vector<QueryView> queries;
+  // When set, /v1/* requests need "Authorization: Bearer <token>" (service.http_token_file);
+  // /metrics and the health endpoints stay open for scrapers and probes.
+  std::string token;
 };
 
 // The request handler; `api` must outlive the server that calls it.

@@ -23,6 +23,9 @@ HttpResponse Route(const HttpHandler& handler, const http::request<http::string_
   if (!target) return {400, "text/plain; charset=utf-8", "bad request target\n"};
   r.path = target->path();
   for (const auto& p : target->params()) r.params[p.key] = p.has_value ? p.value : "";
+  if (auto it = req.find(http::field::authorization); it != req.end()) {
+    r.authorization = std::string(it->value());
+  }
   return handler(r);
 }
 

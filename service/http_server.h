@@ -21,6 +21,7 @@ struct HttpRequest {
   std::string method;
   std::string path;                           // decoded, without the query
   std::map<std::string, std::string> params;  // decoded query parameters
+  std::string authorization;                  // the Authorization header, if any
 };
 
 struct HttpResponse {

@@ -82,6 +82,8 @@ const Case kCases[] = {
      18, "'where' must be a non-empty list"},
     {"bad on_definition_change", "    output_mode: update",
      "    on_definition_change: keep\n    output_mode: update", 18, "must be one of fail|reset"},
+    {"unreadable http token file", "log_format: text }",
+     "log_format: text, http_token_file: /nonexistent/token }", 1, "cannot read http_token_file"},
     {"checkpoint every neither duration nor batches", "every: 30s", "every: often", 3,
      "not a duration"},
 };

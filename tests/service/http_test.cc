@@ -99,5 +99,27 @@ TEST(HttpTest, ApiMetricsAndReadinessOfARunningService) {
   EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0) << "SIGTERM drains and exits 0";
 }
 
+TEST(HttpTest, ABearerTokenGuardsTheQueryApiButNotMetricsOrProbes) {
+  TempDir dir;
+  WriteText(dir.path() + "/token", "s3cret-token\n");
+  std::string config = ServeConfig(dir.path(), "clicks-clean.jsonl");
+  config.replace(config.find("service: {"), 10,
+                 "service: { http_token_file: " + dir.path() + "/token,");
+  WriteText(dir.path() + "/q.yaml", config);
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  auto with = [&](const std::string& header, const std::string& path) {
+    return Code(RunProcess({"curl", "-s", "-S", "--max-time", "10", "-o", "/dev/null", "-w",
+                            "\n%{http_code}", "-H", header, service.Url(path)}));
+  };
+  EXPECT_EQ(Code(Get(service.Url("/v1/queries"))), 401);
+  EXPECT_EQ(with("Authorization: Bearer wrong", "/v1/queries"), 401);
+  EXPECT_EQ(with("Authorization: Bearer s3cret-tokenX", "/v1/queries"), 401);
+  EXPECT_EQ(with("Authorization: Bearer s3cret-token", "/v1/queries"), 200);
+  EXPECT_EQ(with("Authorization: Bearer s3cret-token", "/v1/queries/hourly_pages/aggregates"), 200);
+  EXPECT_EQ(Code(Get(service.Url("/metrics"))), 200);
+  EXPECT_EQ(Code(Get(service.Url("/livez"))), 200);
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
+}
+
 }  // namespace
 }  // namespace runnel::testing
