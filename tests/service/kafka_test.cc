@@ -21,66 +21,6 @@ extern char** environ;
 namespace runnel::testing {
 namespace {
 
-// `runnel broker` as a child process; killed by the destructor.
-class Broker {
- public:
-  explicit Broker(const std::vector<std::string>& topics) {
-    int out[2], in[2];
-    EXPECT_EQ(pipe(out), 0);
-    EXPECT_EQ(pipe(in), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_addclose(&actions, in[1]);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> argv = {RunnelBinary(), "broker"};
-    for (const auto& t : topics) {
-      argv.push_back("--topic");
-      argv.push_back(t);
-    }
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    EXPECT_EQ(posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
-    close(in[0]);
-    close(out[1]);
-    stdin_ = in[1];
-    out_ = fdopen(out[0], "r");
-    char line[512];
-    while (fgets(line, sizeof(line), out_) != nullptr) {
-      std::string l(line);
-      if (l.starts_with("BOOTSTRAP=")) {
-        bootstrap_ = l.substr(10, l.find_last_not_of("\n") - 9);
-        break;
-      }
-    }
-    EXPECT_FALSE(bootstrap_.empty()) << "the broker printed no BOOTSTRAP= line";
-  }
-  ~Broker() {
-    close(stdin_);  // the broker exits when stdin closes
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    fclose(out_);
-  }
-  const std::string& bootstrap() const { return bootstrap_; }
-
- private:
-  pid_t pid_ = 0;
-  int stdin_ = -1;
-  FILE* out_ = nullptr;
-  std::string bootstrap_;
-};
-
-void Produce(const std::string& bootstrap, const std::string& topic, const std::string& file) {
-  // One message per line; per-message random partitions (no sticky batching).
-  // Bounded: kcat waits forever for a broker that is gone.
-  auto r = RunProcess({"timeout", "120", "kcat", "-P", "-b", bootstrap, "-t", topic, "-X",
-                       "sticky.partitioning.linger.ms=0", "-l", file});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-}
-
 std::string KafkaConfig(const std::string& dir, const std::string& bootstrap) {
   std::string config = HourlyConfig(dir, "unused", 1000);
   const size_t a = config.find("  clicks: {");

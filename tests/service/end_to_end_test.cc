@@ -1,6 +1,7 @@
-// A real Prometheus server (Debian's `prometheus`) scrapes `runnel run`: its query API must
-// report the records Runnel counted, the alert rules of packaging/ must load, and every
-// expression of the Grafana dashboard must evaluate.
+// End to end with real outside parts: `runnel broker`, kcat, `runnel run` and a real Prometheus
+// server (Debian's `prometheus`) scraping it. Its query API must report the records Runnel
+// counted, the alert rules of packaging/ must load, and every expression of the Grafana
+// dashboard must evaluate.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -89,20 +90,71 @@ std::string FirstValue(const boost::json::value& answer) {
   return std::string(result[0].at("value").as_array()[1].as_string());
 }
 
-TEST(PrometheusTest, ARealPrometheusScrapesTheCountsAndLoadsTheRulesAndDashboard) {
+struct E2eCase {
+  const char* name;
+  const char* input;     // golden file produced to Kafka
+  const char* expected;  // golden aggregates
+  int records;           // runnel_records_total at the end
+  int invalid;
+  int late;
+};
+
+void PrintTo(const E2eCase& c, std::ostream* os) { *os << c.name; }
+
+class EndToEndTest : public ::testing::TestWithParam<E2eCase> {};
+
+// The whole path as a user runs it: `runnel broker`, kcat producing the golden data, `runnel
+// run` serving, a real Prometheus scraping it. The JSON sink and the aggregates API must both
+// reproduce the peer's aggregates, and Prometheus must see the counts. One partition keeps the
+// file's order, so the dirty data's late records are late exactly as in the file.
+TEST_P(EndToEndTest, KcatToKafkaToRunnelToSinkApiAndPrometheus) {
+  const E2eCase& c = GetParam();
+  Broker broker({"clicks:1"});
+  Produce(broker.bootstrap(), "clicks", GoldenDir() + "/" + c.input);
   TempDir dir;
-  WriteText(dir.path() + "/q.yaml", ServeConfig(dir.path(), "clicks-clean.jsonl"));
+  std::string config = HourlyConfig(dir.path(), "unused", 1000, "1h");
+  const size_t at = config.find("  clicks: {");
+  config.replace(at, config.find('\n', at) - at,
+                 "  clicks: { type: kafka, bootstrap_servers: \"" + broker.bootstrap() +
+                     "\", topic: clicks, max_records_per_partition: 1000 }");
+  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
+  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 100ms");
+  WriteText(dir.path() + "/q.yaml", config);
   Service service(dir.path() + "/q.yaml", dir.path() + "/log");
   Prometheus prometheus(dir.path(), service.port());
 
+  const std::string total = std::to_string(c.records);
   std::string records;
-  for (int i = 0; i < 600 && records != "20000"; ++i) {
+  for (int i = 0; i < 600 && records != total; ++i) {
     records = FirstValue(prometheus.Query("runnel_records_total{query=\"hourly_pages\"}"));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_EQ(records, "20000") << ReadFile(dir.path() + "/prometheus.log").ValueOr("");
+  ASSERT_EQ(records, total) << ReadFile(dir.path() + "/prometheus.log").ValueOr("");
   EXPECT_EQ(FirstValue(prometheus.Query("up{job=\"runnel\"}")), "1");
   EXPECT_EQ(FirstValue(prometheus.Query("runnel_build_info")), "1");
+  auto scalar = [&](const std::string& expr) {
+    // The next scrape may not have happened yet: ask until it has.
+    std::string v;
+    for (int i = 0; i < 50; ++i) {
+      v = FirstValue(prometheus.Query(expr));
+      if (!v.empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return v.empty() ? std::string("0") : v;
+  };
+  EXPECT_EQ(scalar("sum(runnel_invalid_records_total)"), std::to_string(c.invalid));
+  EXPECT_EQ(scalar("sum(runnel_late_records_total)"), std::to_string(c.late));
+
+  const auto want = ById(ReadLines(GoldenDir() + "/" + c.expected));
+  const auto api = Get(service.Url("/v1/queries/hourly_pages/aggregates"));
+  ASSERT_EQ(Code(api), 200) << api.out;
+  std::map<std::string, boost::json::value> from_api;
+  const boost::json::value api_records = boost::json::parse(Body(api));
+  for (const auto& rec : api_records.as_array()) {
+    from_api[std::string(rec.at("_id").as_string())] = rec;
+  }
+  EXPECT_EQ(from_api, want) << "the aggregates API";
+  EXPECT_EQ(SinkContent(dir.path()), want) << "the JSON sink";
 
   // The alert rules loaded and evaluate without errors.
   const auto rules = boost::json::parse(prometheus.Api("/api/v1/rules"));
@@ -111,7 +163,6 @@ TEST(PrometheusTest, ARealPrometheusScrapesTheCountsAndLoadsTheRulesAndDashboard
   for (const auto& rule : groups[0].at("rules").as_array()) {
     EXPECT_NE(rule.at("health").as_string(), "err") << rule;
   }
-
   // Every dashboard expression is valid PromQL over these metrics.
   const auto dashboard =
       boost::json::parse(ReadFile(SourceDir() + "/packaging/grafana/runnel.json").value());
@@ -122,8 +173,8 @@ TEST(PrometheusTest, ARealPrometheusScrapesTheCountsAndLoadsTheRulesAndDashboard
       for (auto [from, to] : {std::pair<std::string, std::string>{"$__rate_interval", "1m"},
                               {"$instance", ".*"},
                               {"$query", ".*"}}) {
-        for (size_t at; (at = expr.find(from)) != std::string::npos;)
-          expr.replace(at, from.size(), to);
+        for (size_t i; (i = expr.find(from)) != std::string::npos;)
+          expr.replace(i, from.size(), to);
       }
       const auto answer = prometheus.Query(expr);
       ASSERT_TRUE(answer.is_object()) << panel.at("title") << ": " << expr;
@@ -134,6 +185,15 @@ TEST(PrometheusTest, ARealPrometheusScrapesTheCountsAndLoadsTheRulesAndDashboard
   EXPECT_GE(checked, 14);
   EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Golden, EndToEndTest,
+                         ::testing::Values(E2eCase{"clean", "clicks-clean.jsonl",
+                                                   "expected-clean.jsonl", 20000, 0, 0},
+                                           // kcat -l sends no message for the file's 3
+                                           // empty lines: 27 invalid records reach Kafka.
+                                           E2eCase{"dirty", "clicks-dirty.jsonl",
+                                                   "expected-dirty.jsonl", 20067, 27, 40}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace runnel::testing
