@@ -48,8 +48,17 @@ Context::~Context() {
 
 void Context::RecordJob(const JobMetrics& job) {
   std::lock_guard lock(jobs_mu_);
+  for (const StageMetrics& stage : job.stages) {
+    task_totals_.succeeded += stage.tasks;
+    task_totals_.failed += stage.failed_attempts;
+  }
   recent_jobs_.push_back(job);
   if (recent_jobs_.size() > 100) recent_jobs_.pop_front();
+}
+
+Context::TaskTotals Context::task_totals() const {
+  std::lock_guard lock(jobs_mu_);
+  return task_totals_;
 }
 
 JobMetrics Context::LastJob() const {

@@ -97,6 +97,13 @@ class Context {
   JobMetrics LastJob() const;
   std::vector<JobMetrics> RecentJobs() const;
 
+  // Task attempts of every recorded job since the context started (for metrics).
+  struct TaskTotals {
+    int64_t succeeded = 0;
+    int64_t failed = 0;  // attempts that failed (and were retried)
+  };
+  TaskTotals task_totals() const;
+
  private:
   Context(ContextOptions options, bool owns_local_dir);
 
@@ -112,6 +119,7 @@ class Context {
   std::atomic<int> next_job_id_{0};
   mutable std::mutex jobs_mu_;
   std::deque<JobMetrics> recent_jobs_;  // guarded by jobs_mu_
+  TaskTotals task_totals_;              // guarded by jobs_mu_
 };
 
 }  // namespace runnel::engine

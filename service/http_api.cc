@@ -113,6 +113,11 @@ HttpHandler MakeApiHandler(const ApiContext* api) {
     if (path == "/metrics") {
       return {200, "text/plain; version=0.0.4; charset=utf-8", api->metrics->Scrape()};
     }
+    // The query list is filled while recovering; `ready` (set after it, release/acquire)
+    // publishes it to the HTTP threads.
+    if (path.starts_with("/v1/") && !api->ready->load()) {
+      return Error(503, "not ready: state is being recovered");
+    }
     if (!api->token.empty() && path.starts_with("/v1/") &&
         !TokenMatches(req.authorization, api->token)) {
       return Error(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)");

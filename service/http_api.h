@@ -1,6 +1,7 @@
 // The HTTP API of the service: /metrics, /livez, /healthz, /readyz, /v1/queries,
 // /v1/queries/NAME, /v1/queries/NAME/aggregates?FIELD=..&from=..&to=.., /v1/queries/NAME/lineage.
-// Thread safety: the handler may run on any thread; `api` is read-only once serving.
+// Thread safety: the handler may run on any thread. `queries` is filled before `ready` becomes
+// true and read only after it is; /v1/* answers 503 until then.
 #pragma once
 
 #include <atomic>

@@ -225,6 +225,15 @@ void Metrics::SetStorageProbe(std::function<std::map<std::string, uint64_t>()> t
   }
 }
 
+void Metrics::SetEngineProbe(std::function<std::pair<int64_t, int64_t>()> tasks) {
+  std::lock_guard lock(mu_);
+  engine_probe_ = std::move(tasks);
+  tasks_ = &BuildCounter()
+                .Name("runnel_engine_tasks_total")
+                .Help("Engine task attempts, by status (succeeded, failed)")
+                .Register(*registry_);
+}
+
 void Metrics::AddLagProbe(std::function<std::vector<KafkaLag>()> lag) {
   std::lock_guard lock(mu_);
   lag_probes_.push_back(std::move(lag));
@@ -262,6 +271,14 @@ std::string Metrics::Scrape() {
   RefreshProcess();
   {
     std::lock_guard lock(mu_);
+    if (engine_probe_) {
+      const auto [succeeded, failed] = engine_probe_();
+      for (auto [status, n] : {std::pair{"succeeded", succeeded}, std::pair{"failed", failed}}) {
+        auto& counter = tasks_->Add({{"status", status}});
+        const double delta = static_cast<double>(n) - counter.Value();
+        if (delta > 0) counter.Increment(delta);
+      }
+    }
     for (const auto& probe : lag_probes_) {
       for (const KafkaLag& l : probe()) {
         lag_.Add({{"topic", l.topic}, {"partition", std::to_string(l.partition)}})

@@ -49,6 +49,9 @@ class Metrics {
   // The state store's counters (RocksDB tickers by short name), read at each scrape.
   void SetStorageProbe(std::function<std::map<std::string, uint64_t>()> tickers);
 
+  // The engine's task attempts so far (succeeded, failed), read at each scrape.
+  void SetEngineProbe(std::function<std::pair<int64_t, int64_t>()> tasks);
+
   // A Kafka source's lag per partition, read at each scrape.
   void AddLagProbe(std::function<std::vector<KafkaLag>()> lag);
 
@@ -85,7 +88,9 @@ class Metrics {
   std::vector<std::unique_ptr<QueryProbe>> probes_;                 // guarded by mu_
   std::function<std::map<std::string, uint64_t>()> storage_probe_;  // guarded by mu_
   std::map<std::string, prometheus::Counter*> storage_counters_;    // by ticker name
-  std::vector<std::function<std::vector<KafkaLag>()>> lag_probes_;  // guarded by mu_
+  std::vector<std::function<std::vector<KafkaLag>()>> lag_probes_;
+  std::function<std::pair<int64_t, int64_t>()> engine_probe_;  // guarded by mu_
+  prometheus::Family<prometheus::Counter>* tasks_ = nullptr;   // guarded by mu_  // guarded by mu_
 };
 
 }  // namespace runnel::service

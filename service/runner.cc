@@ -155,6 +155,10 @@ int RunService(const Config& config, const RunOptions& options) {
   Metrics metrics;
   auto* db = store->get();
   metrics.SetStorageProbe([db] { return db->Tickers(); });
+  metrics.SetEngineProbe([context = engine->get()] {
+    const auto totals = context->task_totals();
+    return std::pair(totals.succeeded, totals.failed);
+  });
   std::vector<RunningQuery> queries(config.queries.size());
   // After each checkpoint, its Kafka offsets go to the consumer group (for lag tools).
   auto commit_to_groups = [&queries, log](const checkpoint::v1::Manifest& manifest) {

@@ -41,6 +41,9 @@ TEST(HttpTest, ApiMetricsAndReadinessOfARunningService) {
             std::string::npos);
   EXPECT_NE(metrics.find("runnel_batch_duration_seconds_bucket"), std::string::npos);
   EXPECT_NE(metrics.find("process_resident_memory_bytes"), std::string::npos);
+  EXPECT_NE(metrics.find("runnel_engine_tasks_total{status=\"succeeded\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("runnel_checkpoint_duration_seconds_bucket"), std::string::npos);
+  EXPECT_NE(metrics.find("runnel_state_size_bytes{query=\"hourly_pages\"}"), std::string::npos);
   EXPECT_NE(metrics.find("runnel_build_info{"), std::string::npos);
   WriteText(dir.path() + "/metrics.txt", metrics + "\n");
   auto lint = RunProcess({"bash", "-c", "promtool check metrics < " + dir.path() + "/metrics.txt"});
