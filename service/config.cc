@@ -254,15 +254,7 @@ class Validator {
       OneOf(n, "starting_offsets", &s.starting_offsets, {"earliest", "latest"});
       Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, int64_t{1} << 40);
       OneOf(n, "on_data_loss", &s.on_data_loss, {"fail", "skip"});
-      if (const YAML::Node props = n["librdkafka"]) {
-        if (!props.IsMap()) {
-          Error(props, "'librdkafka' must be a mapping of property: value");
-        } else {
-          for (auto it = props.begin(); it != props.end(); ++it) {
-            s.librdkafka[it->first.as<std::string>()] = it->second.as<std::string>();
-          }
-        }
-      }
+      Librdkafka(n, &s.librdkafka);
     }
     c->sources[name] = std::move(s);
   }
@@ -352,6 +344,19 @@ class Validator {
     }
   }
 
+  // librdkafka: { property: value, ... }, passed through.
+  void Librdkafka(const YAML::Node& parent, std::map<std::string, std::string>* out) {
+    const YAML::Node props = parent["librdkafka"];
+    if (!props) return;
+    if (!props.IsMap()) {
+      Error(props, "'librdkafka' must be a mapping of property: value");
+      return;
+    }
+    for (auto it = props.begin(); it != props.end(); ++it) {
+      (*out)[it->first.as<std::string>()] = it->second.as<std::string>();
+    }
+  }
+
   void Query(const YAML::Node& n, std::set<std::string>* names, Config* c) {
     if (!Keys(n, "query",
               {"name", "source", "batch_interval", "event_time", "window", "allowed_lateness",
@@ -438,8 +443,21 @@ class Validator {
       } else {
         for (const auto& s : sinks) {
           SinkConfig sink;
-          if (!Keys(s, "sink", {"type", "path"})) continue;
-          if (OneOf(s, "type", &sink.type, {"json_files"})) String(s, "path", &sink.path, true);
+          if (!Keys(s, "sink", {"type", "path", "bootstrap_servers", "topic", "librdkafka"})) {
+            continue;
+          }
+          if (!OneOf(s, "type", &sink.type, {"json_files", "kafka"})) continue;
+          if (sink.type == "json_files") {
+            String(s, "path", &sink.path, true);
+            for (const char* key : {"bootstrap_servers", "topic", "librdkafka"}) {
+              if (s[key]) Error(s[key], fmt::format("'{}' is for kafka sinks", key));
+            }
+          } else {
+            String(s, "bootstrap_servers", &sink.bootstrap_servers, true);
+            String(s, "topic", &sink.topic, true);
+            Librdkafka(s, &sink.librdkafka);
+            if (s["path"]) Error(s["path"], "'path' is for json_files sinks");
+          }
           q.sinks.push_back(sink);
         }
       }

@@ -38,8 +38,12 @@ struct SourceConfig {
 };
 
 struct SinkConfig {
-  std::string type;  // "json_files"
-  std::string path;
+  std::string type;  // "json_files" | "kafka"
+  std::string path;  // json_files
+  // kafka
+  std::string bootstrap_servers;
+  std::string topic;
+  std::map<std::string, std::string> librdkafka;
 };
 
 struct QueryConfig {

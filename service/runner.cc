@@ -22,6 +22,7 @@
 #include "service/metrics.h"
 #include "service/systemd_notify.h"
 #include "sinks/json_file_sink.h"
+#include "sinks/kafka_sink.h"
 #include "sources/file_source.h"
 #include "sources/kafka_source.h"
 #include "state/rocksdb_store.h"
@@ -45,7 +46,7 @@ struct RunningQuery {
   sources::KafkaSource* kafka = nullptr;        // the same, when it is a Kafka source
   std::optional<streaming::DStream<std::string>> stream;
   std::shared_ptr<streaming::AggregationQuery> query;
-  std::vector<std::unique_ptr<sinks::JsonFileSink>> sinks;
+  std::vector<std::unique_ptr<sinks::RecordSink>> sinks;
   std::unique_ptr<sinks::JsonFileSink> dead_letters;
   std::unique_ptr<sinks::JsonFileSink> late_output;
 };
@@ -86,7 +87,14 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
     rq->stream.emplace(kafka);
   }
   for (const SinkConfig& s : qc.sinks) {
-    rq->sinks.push_back(std::make_unique<sinks::JsonFileSink>(s.path, name));
+    if (s.type == "kafka") {
+      ASSIGN_OR_RETURN(auto sink, sinks::KafkaSink::Make({.bootstrap_servers = s.bootstrap_servers,
+                                                          .topic = s.topic,
+                                                          .librdkafka = s.librdkafka}));
+      rq->sinks.push_back(std::move(sink));
+    } else {
+      rq->sinks.push_back(std::make_unique<sinks::JsonFileSink>(s.path, name));
+    }
   }
   if (!qc.dead_letter_path.empty()) {
     rq->dead_letters = std::make_unique<sinks::JsonFileSink>(qc.dead_letter_path, name);

@@ -14,15 +14,16 @@
 
 #include "common/ids.h"
 #include "common/result.h"
+#include "sinks/record_sink.h"
 
 namespace runnel::sinks {
 
-class JsonFileSink {
+class JsonFileSink final : public RecordSink {
  public:
   // `root` is the configured path; `query` a validated query name (no '/', no "..").
   JsonFileSink(std::string root, std::string query);
 
-  Status Write(BatchId batch, const std::vector<std::string>& records);
+  Status Write(BatchId batch, const std::vector<std::string>& records) override;
 
   // PATH/QUERY
   const std::string& dir() const { return dir_; }

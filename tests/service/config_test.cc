@@ -84,6 +84,12 @@ const Case kCases[] = {
      "    on_definition_change: keep\n    output_mode: update", 18, "must be one of fail|reset"},
     {"unreadable http token file", "log_format: text }",
      "log_format: text, http_token_file: /nonexistent/token }", 1, "cannot read http_token_file"},
+    {"kafka sink without a topic", "sinks: [ { type: json_files, path: ./var/out } ]",
+     "sinks: [ { type: kafka, bootstrap_servers: \"127.0.0.1:9092\" } ]", 20,
+     "missing required key 'topic'"},
+    {"kafka sink with a path", "sinks: [ { type: json_files, path: ./var/out } ]",
+     "sinks: [ { type: kafka, bootstrap_servers: b, topic: t, path: ./x } ]", 20,
+     "'path' is for json_files sinks"},
     {"checkpoint every neither duration nor batches", "every: 30s", "every: often", 3,
      "not a duration"},
 };

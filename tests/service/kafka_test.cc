@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -205,6 +206,51 @@ TEST(KafkaTest, SignalsUnderLoadDrainAndRestartsLoseNothing) {
   const auto want = FileTruth(dir.path(), dir.path() + "/events.jsonl");
   ASSERT_FALSE(want.empty());
   EXPECT_EQ(SinkContent(dir.path()), want);
+}
+
+// The Kafka sink: every output record keyed by its _id, the batch id in a header; the latest
+// value per key is the peer's aggregates, and the topic holds exactly what the file sink holds.
+TEST(KafkaTest, KafkaSinkProducesEachRecordKeyedByIdWithItsBatchId) {
+  Broker broker({"pages:2"});
+  TempDir dir;
+  std::string config = HourlyConfig(dir.path(), GoldenDir() + "/clicks-clean.jsonl", 1000);
+  const std::string file_sink = "sinks: [ { type: json_files, path: " + dir.path() + "/out } ]";
+  config.replace(config.find(file_sink), file_sink.size(),
+                 "sinks: [ { type: json_files, path: " + dir.path() +
+                     "/out }, { type: kafka, bootstrap_servers: \"" + broker.bootstrap() +
+                     "\", topic: pages } ]");
+  WriteText(dir.path() + "/q.yaml", config);
+  auto r =
+      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  auto consumed = RunProcess({"timeout", "60", "kcat", "-C", "-b", broker.bootstrap(), "-t",
+                              "pages", "-o", "beginning", "-e", "-q", "-f", "%k\t%h\t%s\n"});
+  ASSERT_EQ(consumed.exit_code, 0) << consumed.err;
+  std::map<std::string, boost::json::value> latest;
+  std::set<std::string> batches;
+  int messages = 0;
+  std::istringstream in(consumed.out);
+  for (std::string line; std::getline(in, line);) {
+    const size_t tab1 = line.find('\t');
+    const size_t tab2 = line.find('\t', tab1 + 1);
+    ASSERT_NE(tab2, std::string::npos) << line;
+    const std::string key = line.substr(0, tab1);
+    const std::string header = line.substr(tab1 + 1, tab2 - tab1 - 1);
+    boost::json::value record = boost::json::parse(line.substr(tab2 + 1));
+    EXPECT_EQ(record.at("_id").as_string(), key);
+    ASSERT_TRUE(header.starts_with("runnel-batch-id=")) << header;
+    batches.insert(header.substr(16));
+    latest[key] = std::move(record);
+    ++messages;
+  }
+  EXPECT_EQ(latest, ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+  EXPECT_EQ(batches.size(), 20u) << "one batch id per batch of 1000 records";
+  int file_records = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path() + "/out")) {
+    if (e.is_regular_file()) file_records += static_cast<int>(ReadLines(e.path().string()).size());
+  }
+  EXPECT_EQ(messages, file_records) << "each record produced once";
 }
 
 TEST(KafkaTest, GenProducesTheWorkloadThatTheServiceCounts) {

@@ -1,0 +1,43 @@
+// KafkaSink: a query's output records produced to a Kafka topic, each keyed by its `_id` with
+// the batch id in the header `runnel-batch-id`, by librdkafka's idempotent producer
+// (enable.idempotence: no duplicates from producer retries). Write returns once the broker
+// acknowledged every record of the batch, so a batch commits only after its output is in
+// Kafka. At-least-once: a batch rerun after a crash between Write and the commit produces its
+// records again (same keys, same batch id header; a compacted topic or a consumer that keeps
+// the latest value per key sees exact aggregates).
+//
+// Thread safety: Write may be called from one thread at a time.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "sinks/record_sink.h"
+
+typedef struct rd_kafka_s rd_kafka_t;
+
+namespace runnel::sinks {
+
+struct KafkaSinkOptions {
+  std::string bootstrap_servers;
+  std::string topic;
+  std::map<std::string, std::string> librdkafka;  // passed through
+  int timeout_ms = 30000;                         // for a batch to be acknowledged
+};
+
+class KafkaSink final : public RecordSink {
+ public:
+  static Result<std::unique_ptr<KafkaSink>> Make(KafkaSinkOptions options);
+  ~KafkaSink() override;
+
+  Status Write(BatchId batch, const std::vector<std::string>& records) override;
+
+ private:
+  KafkaSink(KafkaSinkOptions options, rd_kafka_t* producer);
+
+  const KafkaSinkOptions options_;
+  rd_kafka_t* const producer_;
+};
+
+}  // namespace runnel::sinks
