@@ -296,31 +296,46 @@ Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& s
   const std::string db_path = state_dir + "/db";
   options.path = db_path;
   ASSIGN_OR_RETURN(std::vector<CheckpointEntry> entries, ListCheckpoints(state_dir));
-  // The newest checkpoint that verifies.
+  // The newest checkpoint whose manifest decodes: what the live state must cover. Its files are
+  // read (verified) only when the live state does not cover it, not on every start.
   const CheckpointEntry* newest = nullptr;
   for (auto it = entries.rbegin(); it != entries.rend() && newest == nullptr; ++it) {
+    if (it->manifest) {
+      newest = &*it;
+    } else {
+      log->warn("checkpoint {} is not valid: {}", it->id, it->manifest_status.message());
+    }
+  }
+
+  std::unique_ptr<state::RocksDbStateStore> live;
+  std::map<std::string, streaming::CommittedBatch> committed;
+  Status live_error;
+  std::string why;
+  if (auto opened = state::RocksDbStateStore::Open(options); opened.ok()) {
+    live = std::move(opened).value();
+    if (newest == nullptr) return live;
+    ASSIGN_OR_RETURN(committed, live->AllCommitted());
+    if (Covers(committed, *newest->manifest, &why)) return live;  // the usual start
+  } else {
+    live_error = opened.status();
+  }
+  // Checkpoints that verify, newest first.
+  std::vector<const CheckpointEntry*> valid;
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    if (!it->manifest) continue;
     Verification v = Verify(*it);
     if (v.status.ok()) {
-      newest = &*it;
+      valid.push_back(&*it);
     } else {
       log->warn("checkpoint {} is not valid: {}", it->id, v.status.message());
     }
   }
-
-  Status live_error;
-  {
-    auto live = state::RocksDbStateStore::Open(options);
-    if (live.ok()) {
-      if (newest == nullptr) return live;
-      ASSIGN_OR_RETURN(auto committed, (*live)->AllCommitted());
-      std::string why;
-      if (Covers(committed, *newest->manifest, &why)) return live;
-      live_error = Status::Corruption(why);
-    } else {
-      live_error = live.status();
-    }
-  }  // the live database is closed here
-  if (newest == nullptr) {
+  if (live != nullptr) {
+    if (valid.empty() || Covers(committed, *valid.front()->manifest, &why)) return live;
+    live_error = Status::Corruption(why);
+    live.reset();  // closed before it is moved aside
+  }
+  if (valid.empty()) {
     return Status::Corruption(fmt::format(
         "state {} cannot be opened ({}) and there is no valid checkpoint in {}/checkpoints to "
         "restore; move it aside to start empty",
@@ -334,36 +349,39 @@ Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& s
     fs::rename(db_path, aside, ec);
     if (ec) return FsError("rename " + db_path, ec);
   }
-  // The newest valid checkpoint, then older ones that verify.
-  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    if (it->id > newest->id || (&*it != newest && !Verify(*it).status.ok())) continue;
-    Status st = RestoreInto(*it, db_path);
+  // The newest valid checkpoint, then older ones.
+  for (const CheckpointEntry* entry : valid) {
+    Status st = RestoreInto(*entry, db_path);
     if (st.ok()) {
       auto restored = state::RocksDbStateStore::Open(options);
       if (restored.ok()) {
-        log->warn("restored state from checkpoint {} (taken {} ms ago)", it->id,
-                  NowUnixMs() - it->manifest->created_unix_ms());
+        log->warn("restored state from checkpoint {} (taken {} ms ago)", entry->id,
+                  NowUnixMs() - entry->manifest->created_unix_ms());
         return restored;
       }
       st = restored.status();
     }
-    log->error("cannot restore checkpoint {}: {}", it->id, st.message());
+    log->error("cannot restore checkpoint {}: {}", entry->id, st.message());
     RemoveAll(db_path);
   }
   return Status::Corruption(fmt::format("state {}: no checkpoint could be restored", db_path));
+}
+
+uint64_t ManifestBytes(const v1::Manifest& manifest) {
+  uint64_t bytes = 0;
+  for (const auto& f : manifest.files()) bytes += f.size();
+  return bytes;
 }
 
 std::string ManifestText(const v1::Manifest& m) {
   auto time = [](int64_t ms) {
     return ms == INT64_MIN ? std::string("none") : streaming::FormatIsoTimestamp(ms);
   };
-  uint64_t bytes = 0;
-  for (const auto& f : m.files()) bytes += f.size();
   std::string out = fmt::format(
       "checkpoint {}\n  format version {}\n  created {}\n  written by runnel {}\n  files {} ({} "
       "bytes)\n",
       m.checkpoint_id(), m.format_version(), time(m.created_unix_ms()), m.runnel_version(),
-      m.files_size(), bytes);
+      m.files_size(), ManifestBytes(m));
   for (const v1::QueryState& q : m.queries()) {
     out += fmt::format(
         "  query {}\n    batch {} (batch time {})\n    watermark {}\n    definition {}\n", q.name(),

@@ -88,6 +88,9 @@ Status RestoreInto(const CheckpointEntry& entry, const std::string& db_path);
 Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& state_dir,
                                                             state::RocksDbOptions options);
 
+// The bytes of a checkpoint's files, from its manifest.
+uint64_t ManifestBytes(const v1::Manifest& manifest);
+
 // Human text and JSON renderings of a manifest (for `runnel checkpoint`).
 std::string ManifestText(const v1::Manifest& manifest);
 std::string ManifestJson(const v1::Manifest& manifest);

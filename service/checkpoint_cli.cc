@@ -14,12 +14,6 @@ namespace {
 
 using checkpoint::CheckpointEntry;
 
-uint64_t TotalBytes(const checkpoint::v1::Manifest& m) {
-  uint64_t bytes = 0;
-  for (const auto& f : m.files()) bytes += f.size();
-  return bytes;
-}
-
 std::string QueriesText(const checkpoint::v1::Manifest& m) {
   std::string out;
   for (const auto& q : m.queries()) {
@@ -54,7 +48,7 @@ int List(const std::vector<CheckpointEntry>& entries, bool json) {
     }
     std::cout << fmt::format("{:>6}  {:<24}  {:>6}  {:>12}  {}\n", e.id,
                              streaming::FormatIsoTimestamp(e.manifest->created_unix_ms()),
-                             e.manifest->files_size(), TotalBytes(*e.manifest),
+                             e.manifest->files_size(), checkpoint::ManifestBytes(*e.manifest),
                              QueriesText(*e.manifest));
   }
   return kExitOk;

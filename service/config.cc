@@ -180,8 +180,11 @@ class Validator {
       if (!token.ok()) {
         Error(n["http_token_file"], fmt::format("cannot read http_token_file {}: {}",
                                                 c->http_token_file, token.status().message()));
-      } else if (token->find_first_not_of(" \t\r\n") == std::string::npos) {
+      } else if (const size_t begin = token->find_first_not_of(" \t\r\n");
+                 begin == std::string::npos) {
         Error(n["http_token_file"], fmt::format("http_token_file {} is empty", c->http_token_file));
+      } else {
+        c->http_token = token->substr(begin, token->find_last_not_of(" \t\r\n") - begin + 1);
       }
     }
     OneOf(n, "log_format", &c->log_format, {"text", "json"});

@@ -62,6 +62,7 @@ struct Config {
   std::string state_dir = "./var/state";
   std::string log_format = "text";
   std::string http_token_file;  // a file holding the bearer token /v1/* requests need
+  std::string http_token;       // its content without surrounding whitespace (read at load)
   int64_t shutdown_timeout_ms = 20000;
   // engine
   int workers = 2;

@@ -189,18 +189,7 @@ int RunService(const Config& config, const RunOptions& options) {
                             db, &metrics);
   SystemdNotifier notifier;
   std::atomic<bool> ready{false};
-  ApiContext api{.metrics = &metrics, .ready = &ready};
-  if (!config.http_token_file.empty()) {
-    auto token = ReadFile(config.http_token_file);
-    if (!token.ok()) {
-      log->error("http_token_file: {}", token.status().ToString());
-      return kExitConfig;
-    }
-    // The token is the file's content without surrounding whitespace.
-    const size_t begin = token->find_first_not_of(" \t\r\n");
-    const size_t end = token->find_last_not_of(" \t\r\n");
-    if (begin != std::string::npos) api.token = token->substr(begin, end - begin + 1);
-  }
+  ApiContext api{.metrics = &metrics, .ready = &ready, .token = config.http_token};
   std::unique_ptr<HttpServer> http;
   if (!options.available_now) {
     auto server = HttpServer::Start({.listen = config.http_listen}, MakeApiHandler(&api));

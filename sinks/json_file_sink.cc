@@ -1,9 +1,5 @@
 #include "sinks/json_file_sink.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <filesystem>
 #include <map>
 
@@ -13,19 +9,6 @@
 #include "common/file_util.h"
 
 namespace runnel::sinks {
-namespace {
-
-Status FsyncPath(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open " + path, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::FromErrno("fsync " + path, err);
-  return Status::OK();
-}
-
-}  // namespace
 
 JsonFileSink::JsonFileSink(std::string root, std::string query)
     : dir_(std::move(root) + "/" + std::move(query)) {}
@@ -45,14 +28,14 @@ Status JsonFileSink::Write(BatchId batch, const std::vector<std::string>& record
   }
   const std::string part = tmp_dir + "/part-00000.jsonl";
   RETURN_NOT_OK(WriteFileAtomically(part, content));
-  RETURN_NOT_OK(FsyncPath(part));
-  RETURN_NOT_OK(FsyncPath(tmp_dir));
+  RETURN_NOT_OK(SyncPath(part));
+  RETURN_NOT_OK(SyncPath(tmp_dir));
   // A rerun of the batch replaces what its earlier run wrote.
   std::filesystem::remove_all(final_dir, ec);
   if (ec) return Status::IOError(fmt::format("remove {}: {}", final_dir, ec.message()));
   std::filesystem::rename(tmp_dir, final_dir, ec);
   if (ec) return Status::IOError(fmt::format("rename {}: {}", tmp_dir, ec.message()));
-  return FsyncPath(dir_);
+  return SyncPath(dir_);
 }
 
 Result<std::vector<std::string>> JsonFileSink::ReadLatest(const std::string& query_dir) {

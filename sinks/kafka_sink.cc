@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "sources/kafka_conf.h"
+
 namespace runnel::sinks {
 namespace {
 
@@ -35,8 +37,6 @@ void OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* /*o
 Result<std::unique_ptr<KafkaSink>> KafkaSink::Make(KafkaSinkOptions options) {
   if (options.bootstrap_servers.empty()) return Status::InvalidArgument("kafka sink: no bootstrap");
   if (options.topic.empty()) return Status::InvalidArgument("kafka sink: no topic");
-  char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
   std::map<std::string, std::string> props = {
       {"bootstrap.servers", options.bootstrap_servers},
       {"enable.idempotence", "true"},
@@ -44,13 +44,9 @@ Result<std::unique_ptr<KafkaSink>> KafkaSink::Make(KafkaSinkOptions options) {
       {"log_level", "3"},
   };
   for (const auto& [k, v] : options.librdkafka) props[k] = v;
-  for (const auto& [k, v] : props) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return Status::InvalidArgument(fmt::format("kafka sink: property {}: {}", k, errstr));
-    }
-  }
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, sources::MakeKafkaConf(props, "kafka sink"));
   rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
+  char errstr[512];
   rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (producer == nullptr) return Status::InvalidArgument(fmt::format("kafka sink: {}", errstr));
   return std::unique_ptr<KafkaSink>(new KafkaSink(std::move(options), producer));

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "sources/kafka_conf.h"
+
 namespace runnel::sources {
 namespace {
 
@@ -20,18 +22,13 @@ void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
 
 Status ProduceEvents(const GeneratorOptions& gen, const ProduceOptions& options,
                      const std::atomic<bool>* stop, std::atomic<int64_t>* produced) {
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf,
+                   MakeKafkaConf({{"bootstrap.servers", options.bootstrap_servers},
+                                  {"linger.ms", "5"},
+                                  {"enable.idempotence", "true"},
+                                  {"log_level", "3"}},
+                                 "producer"));
   char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (const auto& [k, v] :
-       std::map<std::string, std::string>{{"bootstrap.servers", options.bootstrap_servers},
-                                          {"linger.ms", "5"},
-                                          {"enable.idempotence", "true"},
-                                          {"log_level", "3"}}) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return Status::InvalidArgument(fmt::format("producer {}: {}", k, errstr));
-    }
-  }
   rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
   rd_kafka_conf_set_opaque(conf, produced);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));

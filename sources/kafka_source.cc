@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "common/logging.h"
+#include "sources/kafka_conf.h"
 
 namespace runnel::sources {
 namespace {
@@ -31,8 +32,6 @@ Status FromKafka(rd_kafka_resp_err_t err, std::string_view what) {
 }
 
 Result<rd_kafka_t*> NewConsumer(const KafkaSourceOptions& o, const std::string& suffix) {
-  char errstr[512];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
   std::map<std::string, std::string> props = {
       {"bootstrap.servers", o.bootstrap_servers},
       {"group.id", o.group_id + suffix},
@@ -43,12 +42,8 @@ Result<rd_kafka_t*> NewConsumer(const KafkaSourceOptions& o, const std::string& 
       {"log_level", "3"},
   };
   for (const auto& [k, v] : o.librdkafka) props[k] = v;
-  for (const auto& [k, v] : props) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return Status::InvalidArgument(fmt::format("librdkafka property {}: {}", k, errstr));
-    }
-  }
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, MakeKafkaConf(props, "kafka source " + o.name));
+  char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
   if (rk == nullptr) return Status::InvalidArgument(fmt::format("kafka consumer: {}", errstr));
   rd_kafka_poll_set_consumer(rk);
@@ -105,9 +100,16 @@ std::vector<PartitionLag> KafkaSource::Lag() const {
 }
 
 Status KafkaSource::CommitToGroup(const std::map<std::string, std::string>& positions) {
-  std::lock_guard lock(mu_);
+  // The synchronous commit talks to the broker: it holds commit_mu_, never mu_, so batches
+  // keep planning meanwhile.
+  std::vector<std::pair<std::string, int32_t>> partitions;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [tp, unused] : positions_) partitions.push_back(tp);
+  }
+  std::lock_guard commit_lock(commit_mu_);
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  for (const auto& [tp, unused] : positions_) {
+  for (const auto& tp : partitions) {
     auto it = positions.find(PositionKey(tp.first, tp.second));
     int64_t offset = -1;
     if (it == positions.end()) continue;

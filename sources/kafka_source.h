@@ -95,7 +95,8 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   std::map<std::pair<std::string, int32_t>, int64_t> positions_;  // guarded by mu_
   std::map<int64_t, std::vector<OffsetRange>> planned_;           // guarded by mu_
   std::map<std::pair<std::string, int32_t>, int64_t> lag_;        // guarded by mu_
-  rd_kafka_t* committer_ = nullptr;  // guarded by mu_; the group's handle, made on first use
+  std::mutex commit_mu_;                                          // serializes CommitToGroup
+  rd_kafka_t* committer_ = nullptr;  // guarded by commit_mu_; the group's handle, made on use
   std::map<std::pair<std::string, int32_t>, std::shared_ptr<Consumer>> consumers_;  // mu_
 };
 

@@ -246,8 +246,8 @@ AggregationQuery::AggregationQuery(std::shared_ptr<const AggregationOptions> opt
                                    StateStore* store)
     : options_(std::move(options)),
       store_(store),
-      definition_(Definition()),
-      fingerprint_(Fingerprint()),
+      definition_(DefinitionText(*options_)),
+      fingerprint_(fmt::format("{:016x}", engine::KeyHash<std::string>()(definition_))),
       watermark_(options_->allowed_lateness_ms) {}
 
 EventTimeMs AggregationQuery::ExpireBefore(EventTimeMs watermark) const {
@@ -255,8 +255,7 @@ EventTimeMs AggregationQuery::ExpireBefore(EventTimeMs watermark) const {
   return watermark - options_->retention_ms - options_->window.length_ms;
 }
 
-std::string AggregationQuery::Definition() const {
-  const AggregationOptions& o = *options_;
+std::string AggregationQuery::DefinitionText(const AggregationOptions& o) {
   std::string text = fmt::format("group_by={}; event_time={}; window={}ms/{}ms; lateness={}ms",
                                  fmt::join(o.group_by, ","), o.time_field, o.window.length_ms,
                                  o.window.slide_ms, o.allowed_lateness_ms);
@@ -272,10 +271,6 @@ std::string AggregationQuery::Definition() const {
     text += fmt::format("; where {} {} {:?}", c.field, kOps[static_cast<int>(c.op)], c.value);
   }
   return text;
-}
-
-std::string AggregationQuery::Fingerprint() const {
-  return fmt::format("{:016x}", engine::KeyHash<std::string>()(Definition()));
 }
 
 Result<CommittedBatch> AggregationQuery::Recover() {

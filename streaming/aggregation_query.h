@@ -101,8 +101,8 @@ class AggregationQuery {
 
   // What the state's meaning depends on (group_by, event time, window, lateness, aggregates),
   // as canonical text, and its 64-bit XXH3 fingerprint in hex. Stored with every commit.
-  std::string Definition() const;
-  std::string Fingerprint() const;
+  const std::string& Definition() const { return definition_; }
+  const std::string& Fingerprint() const { return fingerprint_; }
 
   // Runs the query on every batch of `lines`.
   void Attach(const DStream<std::string>& lines, RecordSink sink, DeadLetterSink dead_letters = {});
@@ -126,6 +126,7 @@ class AggregationQuery {
  private:
   AggregationQuery(std::shared_ptr<const AggregationOptions> options, StateStore* store);
 
+  static std::string DefinitionText(const AggregationOptions& options);
   std::string FormatRecord(const std::string& key, const AggRow& row) const;
   // Window starts before this have left state under retention (INT64_MIN: none).
   EventTimeMs ExpireBefore(EventTimeMs watermark) const;

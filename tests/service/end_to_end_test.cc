@@ -112,13 +112,9 @@ TEST_P(EndToEndTest, KcatToKafkaToRunnelToSinkApiAndPrometheus) {
   Broker broker({"clicks:1"});
   Produce(broker.bootstrap(), "clicks", GoldenDir() + "/" + c.input);
   TempDir dir;
-  std::string config = HourlyConfig(dir.path(), "unused", 1000, "1h");
-  const size_t at = config.find("  clicks: {");
-  config.replace(at, config.find('\n', at) - at,
-                 "  clicks: { type: kafka, bootstrap_servers: \"" + broker.bootstrap() +
-                     "\", topic: clicks, max_records_per_partition: 1000 }");
-  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
-  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 100ms");
+  const std::string config = Serving(
+      WithKafkaSource(HourlyConfig(dir.path(), "unused", 1000, "1h"), broker.bootstrap(), 1000),
+      "100ms");
   WriteText(dir.path() + "/q.yaml", config);
   Service service(dir.path() + "/q.yaml", dir.path() + "/log");
   Prometheus prometheus(dir.path(), service.port());

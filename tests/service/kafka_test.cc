@@ -23,13 +23,7 @@ namespace runnel::testing {
 namespace {
 
 std::string KafkaConfig(const std::string& dir, const std::string& bootstrap) {
-  std::string config = HourlyConfig(dir, "unused", 1000);
-  const size_t a = config.find("  clicks: {");
-  const size_t b = config.find('\n', a);
-  config.replace(a, b - a,
-                 "  clicks: { type: kafka, bootstrap_servers: \"" + bootstrap +
-                     "\", topic: clicks, max_records_per_partition: 700 }");
-  return config;
+  return WithKafkaSource(HourlyConfig(dir, "unused", 1000), bootstrap, 700);
 }
 
 // The offsets consumer group `group` committed for partitions 0..partitions-1, summed.
@@ -101,10 +95,7 @@ TEST(KafkaTest, ConsumerLagIsExportedPerPartition) {
   for (size_t i = 0; i < 11000; ++i) first += lines[i] + "\n";
   WriteText(dir.path() + "/first.jsonl", first);
   Produce(broker.bootstrap(), "clicks", dir.path() + "/first.jsonl");
-  std::string config = KafkaConfig(dir.path(), broker.bootstrap());
-  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
-  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 3s");
-  WriteText(dir.path() + "/q.yaml", config);
+  WriteText(dir.path() + "/q.yaml", Serving(KafkaConfig(dir.path(), broker.bootstrap()), "3s"));
   Service service(dir.path() + "/q.yaml", dir.path() + "/log");
   // After the first batch (700 records from each of 4 partitions), 8200 records remain.
   std::string metrics;
@@ -173,13 +164,9 @@ TEST(KafkaTest, SignalsUnderLoadDrainAndRestartsLoseNothing) {
   to_file.push_back(dir.path() + "/events.jsonl");
   ASSERT_EQ(RunProcess(to_file).exit_code, 0);
 
-  std::string config = HourlyConfig(dir.path(), "unused", 1000, "1d");
-  const size_t a = config.find("  clicks: {");
-  config.replace(a, config.find('\n', a) - a,
-                 "  clicks: { type: kafka, bootstrap_servers: \"" + broker.bootstrap() +
-                     "\", topic: clicks, max_records_per_partition: 5000 }");
-  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
-  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 200ms");
+  const std::string config = Serving(
+      WithKafkaSource(HourlyConfig(dir.path(), "unused", 1000, "1d"), broker.bootstrap(), 5000),
+      "200ms");
   WriteText(dir.path() + "/q.yaml", config);
 
   const pid_t producer = Spawn(to_kafka);

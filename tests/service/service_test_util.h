@@ -109,13 +109,28 @@ inline std::map<std::string, boost::json::value> SinkContent(const std::string& 
   return ById(latest.ok() ? *latest : std::vector<std::string>{});
 }
 
+// An HourlyConfig that serves HTTP on a free port with batches every `batch_interval`.
+inline std::string Serving(std::string config, const std::string& batch_interval) {
+  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
+  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: " + batch_interval);
+  return config;
+}
+
+// An HourlyConfig whose source `clicks` reads the Kafka topic `clicks` instead of a file.
+inline std::string WithKafkaSource(std::string config, const std::string& bootstrap,
+                                   int max_records_per_partition) {
+  const size_t a = config.find("  clicks: {");
+  config.replace(a, config.find('\n', a) - a,
+                 "  clicks: { type: kafka, bootstrap_servers: \"" + bootstrap +
+                     "\", topic: clicks, max_records_per_partition: " +
+                     std::to_string(max_records_per_partition) + " }");
+  return config;
+}
+
 // The hourly query over a golden file, serving HTTP on a free port, 100 ms batches.
 inline std::string ServeConfig(const std::string& dir,
                                const std::string& input_name = "clicks-dirty.jsonl") {
-  std::string config = HourlyConfig(dir, GoldenDir() + "/" + input_name, 1000, "1h");
-  config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
-  config.replace(config.find("batch_interval: 1s"), 18, "batch_interval: 100ms");
-  return config;
+  return Serving(HourlyConfig(dir, GoldenDir() + "/" + input_name, 1000, "1h"), "100ms");
 }
 
 // `runnel run --config FILE` in the background, stderr to a file; SIGKILLed if still running.
