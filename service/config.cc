@@ -240,7 +240,8 @@ class Validator {
     } else {
       Keys(n, "kafka source " + name,
            {"type", "bootstrap_servers", "topic", "topics", "group_id", "starting_offsets",
-            "max_records_per_partition", "on_data_loss", "librdkafka"});
+            "max_records_per_partition", "on_data_loss", "librdkafka", "assignment",
+            "request_timeout"});
       String(n, "bootstrap_servers", &s.bootstrap_servers, true);
       std::string topic;
       if (String(n, "topic", &topic)) s.topics.push_back(topic);
@@ -257,6 +258,11 @@ class Validator {
       OneOf(n, "starting_offsets", &s.starting_offsets, {"earliest", "latest"});
       Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, int64_t{1} << 40);
       OneOf(n, "on_data_loss", &s.on_data_loss, {"fail", "skip"});
+      OneOf(n, "assignment", &s.assignment, {"group", "all"});
+      if (Duration(n, "request_timeout", &s.request_timeout_ms) &&
+          (s.request_timeout_ms < 100 || s.request_timeout_ms > 3600000)) {
+        Error(n["request_timeout"], "request_timeout must be between 100ms and 1h");
+      }
       Librdkafka(n, &s.librdkafka);
     }
     c->sources[name] = std::move(s);

@@ -34,6 +34,11 @@ struct SourceConfig {
   std::string starting_offsets = "earliest";
   int64_t max_records_per_partition = 200000;
   std::string on_data_loss = "fail";
+  // "group": join group_id and read the partitions it assigns; "all": read every partition.
+  std::string assignment = "group";
+  // How long one broker request (metadata, offsets, a range read) may wait before the batch
+  // fails and is retried.
+  int64_t request_timeout_ms = 30000;
   std::map<std::string, std::string> librdkafka;
 };
 

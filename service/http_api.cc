@@ -107,8 +107,15 @@ HttpHandler MakeApiHandler(const ApiContext* api) {
     const std::string& path = req.path;
     if (path == "/livez" || path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
     if (path == "/readyz") {
-      return api->ready->load() ? HttpResponse{200, "text/plain; charset=utf-8", "ready\n"}
-                                : HttpResponse{503, "text/plain; charset=utf-8", "not ready\n"};
+      if (!api->ready->load()) {
+        return HttpResponse{503, "text/plain; charset=utf-8", "not ready: recovering state\n"};
+      }
+      const std::vector<std::string> problems =
+          api->problems ? api->problems() : std::vector<std::string>{};
+      if (problems.empty()) return HttpResponse{200, "text/plain; charset=utf-8", "ready\n"};
+      std::string body = "not ready:\n";
+      for (const auto& p : problems) body += "  " + p + "\n";
+      return HttpResponse{503, "text/plain; charset=utf-8", std::move(body)};
     }
     if (path == "/metrics") {
       return {200, "text/plain; version=0.0.4; charset=utf-8", api->metrics->Scrape()};

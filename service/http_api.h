@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,8 @@ struct QueryView {
 struct ApiContext {
   Metrics* metrics = nullptr;
   const std::atomic<bool>* ready = nullptr;
+  // Problems that make a recovered service not ready (see Health); may be empty.
+  std::function<std::vector<std::string>()> problems;
   std::vector<QueryView> queries;
   // When set, /v1/* requests need "Authorization: Bearer <token>" (service.http_token_file);
   // /metrics and the health endpoints stay open for scrapers and probes.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -52,6 +53,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
         query_(std::move(query)),
         state_size_fn_(std::move(state_size)),
         batches_(m->batches_.Add({{"query", name}})),
+        failures_(m->batch_failures_.Add({{"query", name}})),
         duration_(m->batch_duration_.Add(
             {{"query", name}},
             prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -65,7 +67,10 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
         bytes_(m->state_bytes_.Add({{"query", name}})) {}
 
   void OnBatchCompleted(const streaming::BatchProgress& p) override {
-    if (!p.status.ok()) return;
+    if (!p.status.ok()) {
+      failures_.Increment();
+      return;
+    }
     batches_.Increment();
     duration_.Observe(p.processing_seconds);
     delay_.Set(p.scheduling_delay_seconds);
@@ -91,6 +96,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
   const std::shared_ptr<streaming::AggregationQuery> query_;
   const std::function<StateSize()> state_size_fn_;
   prometheus::Counter& batches_;
+  prometheus::Counter& failures_;
   prometheus::Histogram& duration_;
   prometheus::Gauge& delay_;
   prometheus::Counter& records_;
@@ -129,10 +135,30 @@ Metrics::Metrics()
                     .Name("runnel_filtered_records_total")
                     .Help("Records a where: condition left out")
                     .Register(*registry_)),
+      batch_failures_(BuildCounter()
+                          .Name("runnel_batch_failures_total")
+                          .Help("Batch attempts that failed (transient failures are retried)")
+                          .Register(*registry_)),
       lag_(BuildGauge()
                .Name("runnel_kafka_consumer_lag_records")
                .Help("Records in a partition past the last planned batch")
                .Register(*registry_)),
+      fetch_errors_(BuildCounter()
+                        .Name("runnel_kafka_fetch_errors_total")
+                        .Help("Errors a Kafka source's reads got from the broker")
+                        .Register(*registry_)),
+      rebalances_(BuildCounter()
+                      .Name("runnel_kafka_rebalances_total")
+                      .Help("Consumer-group assignments and revocations a source went through")
+                      .Register(*registry_)),
+      lost_(BuildCounter()
+                .Name("runnel_kafka_lost_records_total")
+                .Help("Records skipped because the log no longer held them (on_data_loss: skip)")
+                .Register(*registry_)),
+      assigned_(BuildGauge()
+                    .Name("runnel_kafka_assigned_partitions")
+                    .Help("Partitions a Kafka source owns now")
+                    .Register(*registry_)),
       watermark_(BuildGauge()
                      .Name("runnel_watermark_timestamp_seconds")
                      .Help("Event-time watermark")
@@ -234,9 +260,9 @@ void Metrics::SetEngineProbe(std::function<std::pair<int64_t, int64_t>()> tasks)
                 .Register(*registry_);
 }
 
-void Metrics::AddLagProbe(std::function<std::vector<KafkaLag>()> lag) {
+void Metrics::AddKafkaProbe(const std::string& source, std::function<KafkaSourceStats()> stats) {
   std::lock_guard lock(mu_);
-  lag_probes_.push_back(std::move(lag));
+  kafka_probes_.push_back({source, std::move(stats), {}});
 }
 
 void Metrics::ObserveCheckpoint(double seconds) {
@@ -279,11 +305,27 @@ std::string Metrics::Scrape() {
         if (delta > 0) counter.Increment(delta);
       }
     }
-    for (const auto& probe : lag_probes_) {
-      for (const KafkaLag& l : probe()) {
-        lag_.Add({{"topic", l.topic}, {"partition", std::to_string(l.partition)}})
-            .Set(static_cast<double>(l.records));
+    for (KafkaProbe& probe : kafka_probes_) {
+      const KafkaSourceStats stats = probe.stats();
+      std::vector<prometheus::Gauge*> series;
+      for (const KafkaLag& l : stats.lag) {
+        auto& gauge = lag_.Add({{"topic", l.topic}, {"partition", std::to_string(l.partition)}});
+        gauge.Set(static_cast<double>(l.records));
+        series.push_back(&gauge);
       }
+      for (prometheus::Gauge* old : probe.lag_series) {
+        if (std::find(series.begin(), series.end(), old) == series.end()) lag_.Remove(old);
+      }
+      probe.lag_series = std::move(series);
+      const std::map<std::string, std::string> labels = {{"source", probe.source}};
+      for (auto [family, value] :
+           {std::pair{&fetch_errors_, stats.fetch_errors},
+            std::pair{&rebalances_, stats.rebalances}, std::pair{&lost_, stats.records_lost}}) {
+        auto& counter = family->Add(labels);
+        const double delta = static_cast<double>(value) - counter.Value();
+        if (delta > 0) counter.Increment(delta);
+      }
+      assigned_.Add(labels).Set(static_cast<double>(stats.assigned_partitions));
     }
     if (storage_probe_) {
       for (const auto& [ticker, value] : storage_probe_()) {

@@ -36,6 +36,15 @@ struct KafkaLag {
   int64_t records = 0;
 };
 
+// What a Kafka source reports at each scrape.
+struct KafkaSourceStats {
+  std::vector<KafkaLag> lag;  // owned partitions only
+  int64_t fetch_errors = 0;   // errors librdkafka returned to reads (it retries them)
+  int64_t rebalances = 0;     // assignments and revocations of the group
+  int64_t records_lost = 0;   // skipped because no longer in the log (on_data_loss: skip)
+  int64_t assigned_partitions = 0;
+};
+
 class Metrics {
  public:
   Metrics();
@@ -52,8 +61,9 @@ class Metrics {
   // The engine's task attempts so far (succeeded, failed), read at each scrape.
   void SetEngineProbe(std::function<std::pair<int64_t, int64_t>()> tasks);
 
-  // A Kafka source's lag per partition, read at each scrape.
-  void AddLagProbe(std::function<std::vector<KafkaLag>()> lag);
+  // A Kafka source's lag per partition and its counters, read at each scrape. Lag series of
+  // partitions the source no longer owns are removed.
+  void AddKafkaProbe(const std::string& source, std::function<KafkaSourceStats()> stats);
 
   // A checkpoint finished: its duration, and now as the last checkpoint time.
   void ObserveCheckpoint(double seconds);
@@ -73,7 +83,12 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& invalid_;
   prometheus::Family<prometheus::Counter>& late_;
   prometheus::Family<prometheus::Counter>& filtered_;
+  prometheus::Family<prometheus::Counter>& batch_failures_;
   prometheus::Family<prometheus::Gauge>& lag_;
+  prometheus::Family<prometheus::Counter>& fetch_errors_;
+  prometheus::Family<prometheus::Counter>& rebalances_;
+  prometheus::Family<prometheus::Counter>& lost_;
+  prometheus::Family<prometheus::Gauge>& assigned_;
   prometheus::Family<prometheus::Gauge>& watermark_;
   prometheus::Family<prometheus::Gauge>& state_keys_;
   prometheus::Family<prometheus::Gauge>& state_bytes_;
@@ -88,7 +103,12 @@ class Metrics {
   std::vector<std::unique_ptr<QueryProbe>> probes_;                 // guarded by mu_
   std::function<std::map<std::string, uint64_t>()> storage_probe_;  // guarded by mu_
   std::map<std::string, prometheus::Counter*> storage_counters_;    // by ticker name
-  std::vector<std::function<std::vector<KafkaLag>()>> lag_probes_;
+  struct KafkaProbe {
+    std::string source;
+    std::function<KafkaSourceStats()> stats;
+    std::vector<prometheus::Gauge*> lag_series;  // set at the last scrape
+  };
+  std::vector<KafkaProbe> kafka_probes_;                       // guarded by mu_
   std::function<std::pair<int64_t, int64_t>()> engine_probe_;  // guarded by mu_
   prometheus::Family<prometheus::Counter>* tasks_ = nullptr;   // guarded by mu_  // guarded by mu_
 };

@@ -18,6 +18,7 @@
 #include "engine/context.h"
 #include "service/checkpointer.h"
 #include "service/exit_codes.h"
+#include "service/health.h"
 #include "service/http_api.h"
 #include "service/metrics.h"
 #include "service/systemd_notify.h"
@@ -77,11 +78,13 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                                       .bootstrap_servers = source.bootstrap_servers,
                                       .topics = source.topics,
                                       .group_id = source.group_id,
+                                      .group_membership = source.assignment == "group",
                                       .start_at_earliest = source.starting_offsets == "earliest",
                                       .max_records_per_partition = source.max_records_per_partition,
                                       .fail_on_data_loss = source.on_data_loss == "fail",
-                                      .librdkafka = source.librdkafka}));
-    RETURN_NOT_OK(kafka->Restore(next.positions));
+                                      .librdkafka = source.librdkafka,
+                                      .timeout_ms = static_cast<int>(source.request_timeout_ms)}));
+    RETURN_NOT_OK(kafka->Restore(next.positions, /*use_group_offsets=*/!next.reset));
     rq->input = kafka.get();
     rq->kafka = kafka.get();
     rq->stream.emplace(kafka);
@@ -188,8 +191,12 @@ int RunService(const Config& config, const RunOptions& options) {
                              .on_checkpoint = commit_to_groups},
                             db, &metrics);
   SystemdNotifier notifier;
+  Health health;
   std::atomic<bool> ready{false};
-  ApiContext api{.metrics = &metrics, .ready = &ready, .token = config.http_token};
+  ApiContext api{.metrics = &metrics,
+                 .ready = &ready,
+                 .problems = [&health] { return health.Problems(); },
+                 .token = config.http_token};
   std::unique_ptr<HttpServer> http;
   if (!options.available_now) {
     auto server = HttpServer::Start({.listen = config.http_listen}, MakeApiHandler(&api));
@@ -216,12 +223,20 @@ int RunService(const Config& config, const RunOptions& options) {
       return StateSize{.keys = stats.keys, .bytes = stats.bytes};
     }));
     rq.ssc->AddListener(checkpointer.listener());
+    rq.ssc->AddListener(health.ForQuery(name));
     if (rq.kafka != nullptr) {
       auto* kafka = rq.kafka;
-      metrics.AddLagProbe([kafka] {
-        std::vector<KafkaLag> lag;
-        for (const auto& p : kafka->Lag()) lag.push_back({p.topic, p.partition, p.records});
-        return lag;
+      metrics.AddKafkaProbe(rq.config->source, [kafka] {
+        KafkaSourceStats stats{.fetch_errors = kafka->fetch_errors(),
+                               .rebalances = kafka->rebalances(),
+                               .records_lost = kafka->records_lost(),
+                               .assigned_partitions = static_cast<int64_t>(kafka->Owned().size())};
+        for (const auto& p : kafka->Lag()) stats.lag.push_back({p.topic, p.partition, p.records});
+        return stats;
+      });
+      health.AddProbe([kafka, source = rq.config->source] {
+        const std::string why = kafka->Trouble();
+        return why.empty() ? why : fmt::format("source {}: {}", source, why);
       });
     }
     rq.ssc->AddListener(notifier.listener());
@@ -236,10 +251,23 @@ int RunService(const Config& config, const RunOptions& options) {
   checkpointer.Start();
 
   if (options.available_now) {
+    // A signal stops the catch-up (also a batch waiting to retry); committed batches stay.
+    std::atomic<bool> interrupted{false};
+    std::jthread stopper([&signals, &queries, &interrupted, log](std::stop_token stop) {
+      const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
+      while (!stop.stop_requested()) {
+        if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+          log->warn("signal: stopping the catch-up after the running batch");
+          interrupted = true;
+          for (RunningQuery& rq : queries) rq.ssc->Stop(Millis(0)).IgnoreError();
+          return;
+        }
+      }
+    });
     for (RunningQuery& rq : queries) {
       // Batch times on the query's grid, starting now.
       TimePoint t = SystemClock::Get().Now();
-      while (rq.input->HasPendingData()) {
+      while (!interrupted && rq.input->HasPendingData()) {
         Status st = rq.ssc->RunBatch(t);
         t += Millis(rq.config->batch_interval_ms);
         if (!st.ok()) {
@@ -258,7 +286,7 @@ int RunService(const Config& config, const RunOptions& options) {
       log->error("final checkpoint: {}", st.ToString());
       return kExitFailure;
     }
-    return kExitOk;
+    return interrupted ? kExitFailure : kExitOk;
   }
 
   for (RunningQuery& rq : queries) {

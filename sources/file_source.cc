@@ -102,6 +102,7 @@ Status FileSource::Restore(const std::map<std::string, std::string>& positions) 
 
 Status FileSource::Plan(streaming::BatchInfo* info) {
   std::lock_guard lock(mu_);
+  before_last_plan_ = {info->progress.batch_time.value(), positions_};
   int64_t budget = options_.max_records_per_batch;
   std::vector<engine::Split> ranges;
   const int chunks = std::max(1, 2 * this->ssc().engine().options().workers);
@@ -131,6 +132,14 @@ Status FileSource::Plan(streaming::BatchInfo* info) {
   }
   planned_[info->progress.batch_time.value()] = std::move(ranges);
   return Status::OK();
+}
+
+void FileSource::Abandon(BatchTime t) {
+  std::lock_guard lock(mu_);
+  if (before_last_plan_.first != t.value()) return;
+  positions_ = before_last_plan_.second;
+  planned_.erase(t.value());
+  exhausted_ = false;
 }
 
 bool FileSource::HasPendingData() const {

@@ -43,6 +43,7 @@ class FileSource final : public streaming::DStreamNode<std::string>,
   Status Restore(const std::map<std::string, std::string>& positions);
 
   Status Plan(streaming::BatchInfo* info) override;
+  void Abandon(BatchTime t) override;
 
   // True when the last planned batch found nothing left to read.
   bool exhausted() const;
@@ -66,6 +67,8 @@ class FileSource final : public streaming::DStreamNode<std::string>,
   std::vector<FilePosition> positions_;                    // guarded by mu_
   std::map<int64_t, std::vector<engine::Split>> planned_;  // guarded by mu_
   bool exhausted_ = false;                                 // guarded by mu_
+  // The positions before the last Plan, and its batch time (for Abandon); guarded by mu_.
+  std::pair<int64_t, std::vector<FilePosition>> before_last_plan_{-1, {}};
 };
 
 }  // namespace runnel::sources

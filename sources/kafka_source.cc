@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/logging.h"
 #include "sources/kafka_conf.h"
@@ -76,6 +77,12 @@ Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(streaming::StreamingConte
   ASSIGN_OR_RETURN(rd_kafka_t * meta, NewConsumer(options, "-meta"));
   auto source = std::shared_ptr<KafkaSource>(new KafkaSource(ssc, std::move(options), meta));
   RETURN_NOT_OK(source->DiscoverPartitions());
+  if (source->options_.group_membership) {
+    RETURN_NOT_OK(source->JoinGroup());
+  } else {
+    std::scoped_lock lock(source->mu_, source->view_mu_);
+    for (const auto& [tp, unused] : source->positions_) source->owned_.insert(tp);
+  }
   ssc->AddInput(source.get());
   return source;
 }
@@ -87,50 +94,204 @@ KafkaSource::KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions op
       meta_(meta) {}
 
 KafkaSource::~KafkaSource() {
+  if (member_ != nullptr) {
+    rd_kafka_consumer_close(member_);  // leaves the group (the revocation commits)
+    rd_kafka_destroy(member_);
+  }
   consumers_.clear();
   if (committer_ != nullptr) rd_kafka_destroy(committer_);
   rd_kafka_destroy(meta_);
 }
 
+Status KafkaSource::JoinGroup() {
+  std::map<std::string, std::string> props = {
+      {"bootstrap.servers", options_.bootstrap_servers},
+      {"group.id", options_.group_id},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"enable.partition.eof", "false"},
+      {"auto.offset.reset", "earliest"},
+      // Kafka's pre-3.0 default: a member that died without leaving (kill -9) holds its
+      // partitions for this long; so does one that left, on librdkafka's mock cluster.
+      {"session.timeout.ms", "10000"},
+      {"log_level", "3"},
+  };
+  for (const auto& [k, v] : options_.librdkafka) props[k] = v;
+  int session_ms = 10000;
+  std::from_chars(props["session.timeout.ms"].data(),
+                  props["session.timeout.ms"].data() + props["session.timeout.ms"].size(),
+                  session_ms);
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf,
+                   MakeKafkaConf(props, "kafka source " + options_.name + " (group member)"));
+  rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_set_rebalance_cb(
+      conf, [](rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+               void* opaque) { RebalanceCallback(rk, static_cast<int>(err), partitions, opaque); });
+  char errstr[512];
+  member_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+  if (member_ == nullptr) {
+    return Status::InvalidArgument(fmt::format("kafka group member: {}", errstr));
+  }
+  rd_kafka_poll_set_consumer(member_);
+  rd_kafka_topic_partition_list_t* topics =
+      rd_kafka_topic_partition_list_new(static_cast<int>(options_.topics.size()));
+  for (const std::string& t : options_.topics) {
+    rd_kafka_topic_partition_list_add(topics, t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  const rd_kafka_resp_err_t err = rd_kafka_subscribe(member_, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  RETURN_NOT_OK(FromKafka(err, "subscribe"));
+  // A query should not start (nor --available-now finish) before it knows what it owns. The
+  // group may first wait out the session of a member that is gone.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(options_.timeout_ms + session_ms);
+  while (!assigned_once_ && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(member_, 100);
+    if (msg != nullptr) rd_kafka_message_destroy(msg);
+  }
+  if (!assigned_once_) {
+    return Status::Unavailable(
+        fmt::format("kafka source {}: no partition assignment from group "
+                    "{} within {} ms",
+                    options_.name, options_.group_id, options_.timeout_ms + session_ms));
+  }
+  Logger("kafka")->info("source {}: joined group {}, owns {}", options_.name, options_.group_id,
+                        fmt::join(Owned(), ", "));
+  return Status::OK();
+}
+
+void KafkaSource::PollGroup() {
+  if (member_ == nullptr) return;
+  // The member's partitions are paused: anything it returns is an event, not input.
+  while (rd_kafka_message_t* msg = rd_kafka_consumer_poll(member_, 0)) {
+    rd_kafka_message_destroy(msg);
+  }
+}
+
+void KafkaSource::RebalanceCallback(rd_kafka_t* rk, int err, void* partitions, void* opaque) {
+  auto* self = static_cast<KafkaSource*>(opaque);
+  auto* list = static_cast<rd_kafka_topic_partition_list_t*>(partitions);
+  std::vector<TopicPartition> tps;
+  for (int i = 0; i < list->cnt; ++i)
+    tps.emplace_back(list->elems[i].topic, list->elems[i].partition);
+  const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (cooperative) {
+      if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, list)) rd_kafka_error_destroy(e);
+    } else {
+      rd_kafka_assign(rk, list);
+    }
+    rd_kafka_pause_partitions(rk, list);  // the member only holds ownership; readers fetch
+    self->OnAssigned(tps);
+  } else {
+    self->OnRevoked(tps);
+    if (cooperative) {
+      if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, list)) rd_kafka_error_destroy(e);
+    } else {
+      rd_kafka_assign(rk, nullptr);
+    }
+  }
+}
+
+void KafkaSource::OnAssigned(const std::vector<TopicPartition>& partitions) {
+  ++rebalances_;
+  std::vector<TopicPartition> known;
+  {
+    std::scoped_lock lock(mu_, view_mu_);
+    for (const auto& tp : partitions) {
+      positions_.try_emplace(tp, -1);  // a partition added to the topic since start
+      owned_.insert(tp);
+      fresh_.insert(tp);
+      known.push_back(tp);
+    }
+  }
+  Logger("kafka")->info("source {}: assigned {} partitions", options_.name, known.size());
+  assigned_once_ = true;
+}
+
+void KafkaSource::OnRevoked(const std::vector<TopicPartition>& partitions) {
+  ++rebalances_;
+  // Between batches (the group is polled only at the start of Plan): what the last successful
+  // batch committed is final. Hand it to the group, so the next owner starts right there.
+  std::map<TopicPartition, int64_t> offsets;
+  {
+    std::scoped_lock lock(mu_, view_mu_);
+    for (const auto& tp : partitions) {
+      if (auto it = confirmed_.find(tp); it != confirmed_.end() && it->second >= 0) {
+        offsets[tp] = it->second;
+      }
+      owned_.erase(tp);
+      fresh_.erase(tp);
+      lost_ownership_.insert(tp);
+      lag_.erase(tp);
+      stalls_.erase(tp);
+      consumers_.erase(tp);
+    }
+  }
+  Logger("kafka")->info("source {}: {} partitions revoked; committing {} offsets to group {}",
+                        options_.name, partitions.size(), offsets.size(), options_.group_id);
+  if (Status st = CommitOffsets(offsets); !st.ok()) {
+    Logger("kafka")->warn("source {}: on revocation: {}", options_.name, st.ToString());
+  }
+}
+
+std::vector<std::string> KafkaSource::Owned() const {
+  std::lock_guard lock(view_mu_);
+  std::vector<std::string> out;
+  for (const auto& [topic, partition] : owned_)
+    out.push_back(fmt::format("{}/{}", topic, partition));
+  return out;
+}
+
+std::string KafkaSource::Trouble() const {
+  std::lock_guard lock(view_mu_);
+  std::string out;
+  for (const auto& [tp, why] : stalls_) out += (out.empty() ? "" : "; ") + why;
+  return out;
+}
+
 std::vector<PartitionLag> KafkaSource::Lag() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(view_mu_);
   std::vector<PartitionLag> out;
   for (const auto& [tp, records] : lag_) out.push_back({tp.first, tp.second, records});
   return out;
 }
 
 Status KafkaSource::CommitToGroup(const std::map<std::string, std::string>& positions) {
+  std::map<TopicPartition, int64_t> offsets;
+  {
+    std::lock_guard lock(view_mu_);
+    for (const auto& tp : owned_) {
+      auto it = positions.find(PositionKey(tp.first, tp.second));
+      if (it == positions.end()) continue;
+      int64_t offset = -1;
+      auto [end, ec] =
+          std::from_chars(it->second.data(), it->second.data() + it->second.size(), offset);
+      if (ec != std::errc() || end != it->second.data() + it->second.size() || offset < 0) {
+        continue;
+      }
+      offsets[tp] = offset;
+    }
+  }
+  return CommitOffsets(offsets);
+}
+
+Status KafkaSource::CommitOffsets(const std::map<TopicPartition, int64_t>& offsets) {
   // The synchronous commit talks to the broker: it holds commit_mu_, never mu_, so batches
   // keep planning meanwhile.
-  std::vector<std::pair<std::string, int32_t>> partitions;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [tp, unused] : positions_) partitions.push_back(tp);
-  }
+  if (offsets.empty()) return Status::OK();
   std::lock_guard commit_lock(commit_mu_);
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
-  for (const auto& tp : partitions) {
-    auto it = positions.find(PositionKey(tp.first, tp.second));
-    int64_t offset = -1;
-    if (it == positions.end()) continue;
-    auto [end, ec] =
-        std::from_chars(it->second.data(), it->second.data() + it->second.size(), offset);
-    if (ec != std::errc() || end != it->second.data() + it->second.size() || offset < 0) continue;
+  rd_kafka_t* rk = member_;
+  if (rk == nullptr && committer_ == nullptr) {
+    ASSIGN_OR_RETURN(committer_, NewConsumer(options_, ""));
+  }
+  if (rk == nullptr) rk = committer_;
+  rd_kafka_topic_partition_list_t* list =
+      rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
+  for (const auto& [tp, offset] : offsets) {
     rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
   }
-  if (list->cnt == 0) {
-    rd_kafka_topic_partition_list_destroy(list);
-    return Status::OK();
-  }
-  if (committer_ == nullptr) {
-    auto rk = NewConsumer(options_, "");
-    if (!rk.ok()) {
-      rd_kafka_topic_partition_list_destroy(list);
-      return rk.status();
-    }
-    committer_ = *rk;
-  }
-  const rd_kafka_resp_err_t err = rd_kafka_commit(committer_, list, /*async=*/0);
+  const rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, /*async=*/0);
   rd_kafka_topic_partition_list_destroy(list);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Status::Unavailable(
@@ -172,8 +333,10 @@ Result<std::pair<int64_t, int64_t>> KafkaSource::Watermarks(const std::string& t
   return std::pair(low, high);
 }
 
-Status KafkaSource::Restore(const std::map<std::string, std::string>& positions) {
+Status KafkaSource::Restore(const std::map<std::string, std::string>& positions,
+                            bool use_group_offsets) {
   std::lock_guard lock(mu_);
+  use_group_offsets_ = use_group_offsets;
   for (auto& [tp, offset] : positions_) {
     auto it = positions.find(PositionKey(tp.first, tp.second));
     if (it == positions.end()) continue;
@@ -183,14 +346,59 @@ Status KafkaSource::Restore(const std::map<std::string, std::string>& positions)
       return Status::Corruption(
           fmt::format("bad committed offset '{}' for {}", it->second, it->first));
     }
+    confirmed_[tp] = offset;
   }
   return Status::OK();
 }
 
+Status KafkaSource::ResolveFreshPartitions() {
+  if (fresh_.empty()) return Status::OK();
+  // Where the group says a newly owned partition stands: its previous owner's last commit.
+  std::map<TopicPartition, int64_t> group;
+  if (member_ != nullptr && use_group_offsets_) {
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(fresh_.size()));
+    for (const auto& tp : fresh_)
+      rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+    const rd_kafka_resp_err_t err = rd_kafka_committed(member_, list, options_.timeout_ms);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_topic_partition_list_destroy(list);
+      return FromKafka(err, "committed offsets of group " + options_.group_id);
+    }
+    for (int i = 0; i < list->cnt; ++i) {
+      if (list->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[i].offset >= 0) {
+        group[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+  for (const auto& tp : fresh_) {
+    int64_t& position = positions_[tp];
+    auto g = group.find(tp);
+    // This instance's state is the truth for partitions it kept; the group's offset is newer
+    // where another member read the partition (this instance never did, or lost it meanwhile).
+    const bool other_owner = position < 0 || lost_ownership_.count(tp) > 0;
+    if (g != group.end() && other_owner && g->second > position) {
+      Logger("kafka")->info("source {}: {}/{} starts at the group's offset {} (state: {})",
+                            options_.name, tp.first, tp.second, g->second, position);
+      position = g->second;
+    }
+  }
+  fresh_.clear();
+  return Status::OK();
+}
+
 Status KafkaSource::Plan(streaming::BatchInfo* info) {
+  PollGroup();  // rebalances happen here, between batches
   std::lock_guard lock(mu_);
+  RETURN_NOT_OK(ResolveFreshPartitions());
+  last_plan_time_ = info->progress.batch_time.value();
+  before_last_plan_.clear();
+  after_last_plan_.clear();
   std::vector<OffsetRange> ranges;
-  for (auto& [tp, position] : positions_) {
+  for (const TopicPartition& tp : owned_) {
+    int64_t& position = positions_[tp];
+    before_last_plan_[tp] = position;
     ASSIGN_OR_RETURN(auto marks, Watermarks(tp.first, tp.second));
     const auto [low, high] = marks;
     int64_t from = position >= 0 ? position : (options_.start_at_earliest ? low : high);
@@ -212,6 +420,8 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
       info->progress.records_in += until - from;
     }
     position = std::max(from, until);
+    after_last_plan_[tp] = position;
+    std::lock_guard view_lock(view_mu_);
     lag_[tp] = std::max<int64_t>(0, high - position);
     info->positions[PositionKey(tp.first, tp.second)] = std::to_string(position);
   }
@@ -219,9 +429,40 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
   return Status::OK();
 }
 
+void KafkaSource::Abandon(BatchTime t) {
+  std::lock_guard lock(mu_);
+  if (t.value() != last_plan_time_) return;
+  for (const auto& [tp, position] : before_last_plan_) positions_[tp] = position;
+  planned_.erase(t.value());
+  last_plan_time_ = -1;
+}
+
+void KafkaSource::Confirm(BatchTime t) {
+  std::lock_guard lock(mu_);
+  if (t.value() != last_plan_time_) return;
+  rd_kafka_topic_partition_list_t* moved = nullptr;
+  for (const auto& [tp, position] : after_last_plan_) {
+    int64_t& confirmed = confirmed_[tp];
+    if (member_ != nullptr && position >= 0 && position != confirmed) {
+      if (moved == nullptr) moved = rd_kafka_topic_partition_list_new(4);
+      rd_kafka_topic_partition_list_add(moved, tp.first.c_str(), tp.second)->offset = position;
+    }
+    confirmed = position;
+  }
+  // A group member publishes each committed batch's offsets at once (asynchronously): the
+  // member that takes over a partition starts where this one stopped, even when the commit on
+  // revocation is refused (a broker may refuse commits while the group rebalances).
+  if (moved != nullptr) {
+    rd_kafka_commit(member_, moved, /*async=*/1);
+    rd_kafka_topic_partition_list_destroy(moved);
+  }
+}
+
 bool KafkaSource::HasPendingData() const {
   std::lock_guard lock(mu_);
-  for (const auto& [tp, position] : positions_) {
+  if (!fresh_.empty()) return true;  // not resolved yet: let a batch look
+  for (const TopicPartition& tp : owned_) {
+    const int64_t position = positions_.at(tp);
     auto marks = Watermarks(tp.first, tp.second);
     if (!marks.ok()) return true;  // unknown: let a batch try (and report the error)
     const int64_t from =
@@ -256,15 +497,29 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
     RETURN_NOT_OK(FromKafka(err, "assign"));
     consumer->next = range.from;
   }
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
+  const auto now = [] { return std::chrono::steady_clock::now(); };
+  const auto deadline = now() + std::chrono::milliseconds(options_.timeout_ms);
+  const TopicPartition tp(range.topic, range.partition);
+  auto last_progress = now();
+  bool stalled = false;
   bool stopped = false;
+  Status st;
   while (consumer->next < range.until) {
-    if (std::chrono::steady_clock::now() > deadline) {
+    if (now() > deadline) {
+      st = Status::Unavailable(fmt::format("{}/{}: timed out reading [{}, {}) at {}", range.topic,
+                                           range.partition, range.from, range.until,
+                                           consumer->next));
       consumer->next = -1;  // reassign on the retry
-      return Status::Unavailable(fmt::format("{}/{}: timed out reading [{}, {}) at {}", range.topic,
-                                             range.partition, range.from, range.until,
-                                             consumer->next));
+      break;
+    }
+    if (!stalled && now() - last_progress > std::chrono::milliseconds(options_.stall_ms)) {
+      stalled = true;
+      const std::string why =
+          fmt::format("{}/{}: no record for {} ms at offset {} (the broker reports data up to {})",
+                      range.topic, range.partition, options_.stall_ms, consumer->next, range.until);
+      Logger("kafka")->warn("source {}: {}", options_.name, why);
+      std::lock_guard lock(view_mu_);
+      stalls_[tp] = why;
     }
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(consumer->rk, 100);
     if (msg == nullptr) continue;
@@ -272,10 +527,12 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
       const rd_kafka_resp_err_t err = msg->err;
       rd_kafka_message_destroy(msg);
       if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF) continue;
-      Status st = FromKafka(err, fmt::format("fetch {}/{}", range.topic, range.partition));
-      if (st.code() == StatusCode::kUnavailable) continue;  // transient: librdkafka retries
+      ++fetch_errors_;
+      Status fetch = FromKafka(err, fmt::format("fetch {}/{}", range.topic, range.partition));
+      if (fetch.code() == StatusCode::kUnavailable) continue;  // transient: librdkafka retries
       consumer->next = -1;
-      return st;
+      st = std::move(fetch);
+      break;
     }
     const int64_t offset = msg->offset;
     if (offset >= consumer->next && offset < range.until && !stopped) {
@@ -283,10 +540,20 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
       std::string value(static_cast<const char*>(msg->payload), msg->len);
       stopped = !sink(std::move(value));
     }
-    if (offset >= consumer->next) consumer->next = offset + 1;
+    if (offset >= consumer->next) {
+      consumer->next = offset + 1;
+      last_progress = now();
+    }
     rd_kafka_message_destroy(msg);
   }
-  return Status::OK();
+  if (stalled) {
+    if (st.ok())
+      Logger("kafka")->info("source {}: {}/{} reads again", options_.name, range.topic,
+                            range.partition);
+    std::lock_guard lock(view_mu_);
+    if (st.ok()) stalls_.erase(tp);
+  }
+  return st;
 }
 
 Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Compute(BatchTime t) {

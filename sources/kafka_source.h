@@ -9,19 +9,34 @@
 // normal path. Offsets that are no longer available (the log was truncated) follow
 // `on_data_loss`: fail the batch, or skip to the earliest offset and count what was lost.
 //
+// Partition ownership (`membership`): with `group` (the default) the source joins the consumer
+// group `group_id` and plans only the partitions the group assigns it; several instances with
+// one group_id share a topic's partitions. The group is polled at the start of each Plan, so a
+// rebalance always happens between batches: the running batch finishes and commits first, and
+// a partition is never read after it was revoked. On revocation the source commits the
+// partitions' confirmed positions to the group, and a newly assigned partition starts at
+// max(its position in this instance's state, the group's committed offset) — the group's
+// offset where this instance has no position or lost the partition to another member before.
+// With `all`, the source reads every partition and uses the group only to publish offsets.
 // After each checkpoint the service calls CommitToGroup with the checkpointed positions, so
-// standard lag tools see the group's progress (the group does not own the offsets: state does).
-// Lag() is each partition's end offset minus the position after the last planned batch.
-// Not yet: consumer-group membership (partitions assigned by the group's rebalance).
+// standard lag tools see the group's progress. Lag() is each owned partition's end offset minus
+// the position after the last planned batch.
 //
-// Thread safety: Plan runs on the batch thread; range reads run on engine workers, each
-// consumer used by one task at a time (a mutex per consumer).
+// Broker trouble never stops the source by itself: librdkafka retries fetches; a read that
+// makes no progress for `stall_ms` while the broker reports data marks the source troubled
+// (Trouble(), for readiness) until a read completes; requests that time out fail the batch
+// with Unavailable, which the streaming context retries.
+//
+// Thread safety: Plan, Abandon, Confirm run on the batch thread (and the group's rebalance
+// callback, from Plan's poll); range reads run on engine workers, each consumer used by one
+// task at a time (a mutex per consumer); Lag, Trouble, counters and CommitToGroup on any thread.
 #pragma once
 
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +51,8 @@ struct KafkaSourceOptions {
   std::string bootstrap_servers;
   std::vector<std::string> topics;
   std::string group_id = "runnel";
+  // Join the group and read only the partitions it assigns (false: read every partition).
+  bool group_membership = true;
   bool start_at_earliest = true;
   int64_t max_records_per_partition = 200000;
   bool fail_on_data_loss = true;
@@ -43,6 +60,8 @@ struct KafkaSourceOptions {
   std::map<std::string, std::string> librdkafka;
   // How long one range read or metadata request may wait for the broker.
   int timeout_ms = 30000;
+  // A read that gets no record for this long while the broker reports data is a stall.
+  int stall_ms = 2000;
 };
 
 struct PartitionLag {
@@ -65,13 +84,25 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
                                                    KafkaSourceOptions options);
   ~KafkaSource() override;
 
-  Status Restore(const std::map<std::string, std::string>& positions);
+  // Continues from committed positions ("kafka:TOPIC/PARTITION" -> next offset). Without
+  // `use_group_offsets` (a query whose state was just reset) the group's committed offsets
+  // are ignored and partitions without a position start at `starting_offsets`.
+  Status Restore(const std::map<std::string, std::string>& positions,
+                 bool use_group_offsets = true);
   Status Plan(streaming::BatchInfo* info) override;
-  // True when some partition's end offset is past this source's position.
+  void Abandon(BatchTime t) override;
+  void Confirm(BatchTime t) override;
+  // True when some owned partition's end offset is past this source's position.
   bool HasPendingData() const override;
 
   int64_t records_lost() const { return lost_.load(); }
+  int64_t fetch_errors() const { return fetch_errors_.load(); }
+  int64_t rebalances() const { return rebalances_.load(); }
   std::vector<PartitionLag> Lag() const;
+  // The partitions this source reads now ("topic/partition").
+  std::vector<std::string> Owned() const;
+  // Why the source is not healthy now (a stalled read), or empty.
+  std::string Trouble() const;
   // Commits this source's entries of `positions` ("kafka:TOPIC/PARTITION" -> next offset) to
   // the consumer group `group_id`.
   Status CommitToGroup(const std::map<std::string, std::string>& positions);
@@ -81,23 +112,52 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
 
  private:
   struct Consumer;
+  using TopicPartition = std::pair<std::string, int32_t>;
   KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions options, rd_kafka_t* meta);
   Status DiscoverPartitions();
+  // Joins the group and waits (bounded) for the first assignment.
+  Status JoinGroup();
+  // Serves the group's events (rebalances); never holds mu_ while polling.
+  void PollGroup();
+  static void RebalanceCallback(rd_kafka_t* rk, int err, void* partitions, void* opaque);
+  void OnAssigned(const std::vector<TopicPartition>& partitions);
+  void OnRevoked(const std::vector<TopicPartition>& partitions);
+  // Commits offsets to the group on the member handle (or a plain committer without one).
+  Status CommitOffsets(const std::map<TopicPartition, int64_t>& offsets);
+  // Fixes the start of partitions assigned since the last Plan; mu_ held.
+  Status ResolveFreshPartitions();
   Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, int32_t partition) const;
   Status ReadRange(const OffsetRange& range, engine::TaskContext& tc,
                    engine::Sink<std::string> sink);
   Result<std::shared_ptr<Consumer>> ConsumerFor(const std::string& topic, int32_t partition);
 
   const KafkaSourceOptions options_;
-  rd_kafka_t* const meta_;  // for metadata and watermark queries
+  rd_kafka_t* const meta_;        // for metadata and watermark queries
+  rd_kafka_t* member_ = nullptr;  // the group member (group_membership), polled by Plan
   std::atomic<int64_t> lost_{0};
+  std::atomic<int64_t> fetch_errors_{0};
+  std::atomic<int64_t> rebalances_{0};
+  std::atomic<bool> assigned_once_{false};
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, int32_t>, int64_t> positions_;  // guarded by mu_
-  std::map<int64_t, std::vector<OffsetRange>> planned_;           // guarded by mu_
-  std::map<std::pair<std::string, int32_t>, int64_t> lag_;        // guarded by mu_
-  std::mutex commit_mu_;                                          // serializes CommitToGroup
-  rd_kafka_t* committer_ = nullptr;  // guarded by commit_mu_; the group's handle, made on use
-  std::map<std::pair<std::string, int32_t>, std::shared_ptr<Consumer>> consumers_;  // mu_
+  std::map<TopicPartition, int64_t> positions_;  // every partition; guarded by mu_
+  // What readers on other threads need (never held across a broker call). owned_ is written
+  // under mu_ and view_mu_, so either guards a read.
+  mutable std::mutex view_mu_;
+  std::set<TopicPartition> owned_;
+  std::set<TopicPartition> lost_ownership_;      // revoked at some point; guarded by mu_
+  std::set<TopicPartition> fresh_;               // assigned, start not resolved; mu_
+  bool use_group_offsets_ = true;                // guarded by mu_
+  std::map<TopicPartition, int64_t> confirmed_;  // positions of the last confirmed batch; mu_
+  // The last Plan's batch time, positions before it and after it; guarded by mu_.
+  int64_t last_plan_time_ = -1;
+  std::map<TopicPartition, int64_t> before_last_plan_;
+  std::map<TopicPartition, int64_t> after_last_plan_;
+  std::map<int64_t, std::vector<OffsetRange>> planned_;  // guarded by mu_
+  std::map<TopicPartition, int64_t> lag_;                // guarded by view_mu_
+  std::map<TopicPartition, std::string> stalls_;         // stalled reads; view_mu_
+  std::mutex commit_mu_;                                 // serializes commits
+  rd_kafka_t* committer_ = nullptr;  // guarded by commit_mu_; without membership, made on use
+  std::map<TopicPartition, std::shared_ptr<Consumer>> consumers_;  // guarded by mu_
 };
 
 std::string PositionKey(const std::string& topic, int32_t partition);

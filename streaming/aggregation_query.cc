@@ -293,7 +293,8 @@ Result<CommittedBatch> AggregationQuery::Recover() {
         options_->name, was, Definition());
     RETURN_NOT_OK(store_->Reset(options_->name));
     ASSIGN_OR_RETURN(last, store_->LastCommitted(options_->name));
-    if (!last) return CommittedBatch{BatchId(0), {}, {}};
+    if (!last) return CommittedBatch{BatchId(0), {}, {}, /*reset=*/true};
+    last->reset = true;
   }
   auto read = [&](const char* name) -> EventTimeMs {
     auto it = last->metadata.find(name);

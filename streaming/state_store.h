@@ -43,6 +43,9 @@ struct CommittedBatch {
   BatchId batch_id;
   std::map<std::string, std::string> positions;
   std::map<std::string, std::string> metadata;
+  // Recover dropped the state just now (on_definition_change: reset): sources start from
+  // their starting offsets, not from offsets published elsewhere (a consumer group's).
+  bool reset = false;
 };
 
 class StateStore {

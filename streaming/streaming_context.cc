@@ -15,6 +15,17 @@ double Seconds(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
+bool IsTransient(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kUnavailable:
+    case StatusCode::kDeadlineExceeded:
+    case StatusCode::kResourceExhausted:
+      return true;
+    default:
+      return false;
+  }
+}
+
 StreamingContext::StreamingContext(engine::Context* engine, StreamingOptions options)
     : engine_(engine),
       options_(options),
@@ -67,6 +78,7 @@ void StreamingContext::RunnerLoop(std::stop_token stop) {
     std::lock_guard lock(mu_);
     batch_running_ = false;
     done_cv_.notify_all();
+    if (st.code() == StatusCode::kCancelled && stopping_) break;  // Stop ended a retry
     if (!st.ok()) {
       // A failed batch stops the stream: skipping it would lose its input.
       Logger("streaming")
@@ -99,6 +111,33 @@ Status StreamingContext::RunBatch(TimePoint time) {
 
 Status StreamingContext::RunOne(TimePoint time) {
   std::lock_guard run_lock(run_mu_);
+  Millis backoff = options_.retry_backoff;
+  for (int attempt = 1;; ++attempt) {
+    Status st = Attempt(time);
+    if (st.ok()) {
+      for (InputStreamBase* input : inputs_) {
+        input->Confirm(BatchTime(time.time_since_epoch().count()));
+      }
+      return st;
+    }
+    if (!options_.retry_transient || !IsTransient(st)) return st;
+    for (InputStreamBase* input : inputs_) {
+      input->Abandon(BatchTime(time.time_since_epoch().count()));
+    }
+    Logger("streaming")
+        ->warn("batch at {} failed (attempt {}), retrying in {} ms: {}",
+               time.time_since_epoch().count(), attempt, backoff.count(), st.ToString());
+    std::unique_lock lock(mu_);
+    if (stop_cv_.wait_for(lock, backoff, [&] { return stopping_; })) {
+      return Status::Cancelled(fmt::format("stopped while retrying: {}", st.ToString()));
+    }
+    // Batches the timer queued meanwhile would each plan an empty slice: keep the newest.
+    if (queue_.size() > 1) queue_.erase(queue_.begin(), queue_.end() - 1);
+    backoff = std::min(backoff * 2, options_.retry_backoff_max);
+  }
+}
+
+Status StreamingContext::Attempt(TimePoint time) {
   const auto start = std::chrono::steady_clock::now();
   BatchInfo info;
   info.progress.batch_id = BatchId(next_batch_id_);
@@ -121,7 +160,11 @@ Status StreamingContext::RunOne(TimePoint time) {
               info.progress.scheduling_delay_seconds, st.ToString());
   {
     std::lock_guard lock(mu_);
-    if (st.ok()) ++completed_;
+    if (st.ok()) {
+      ++completed_;
+    } else {
+      ++failed_attempts_;
+    }
     progress_.push_back(info.progress);
     while (progress_.size() > options_.progress_history) progress_.pop_front();
   }
@@ -135,6 +178,7 @@ Status StreamingContext::Stop(Millis timeout) {
   stopping_ = true;
   queue_.clear();
   queue_cv_.notify_all();
+  stop_cv_.notify_all();
   if (!started_) return Status::OK();
   lock.unlock();
   timer_.request_stop();
@@ -162,6 +206,11 @@ std::vector<BatchProgress> StreamingContext::RecentProgress() const {
 int64_t StreamingContext::batches_completed() const {
   std::lock_guard lock(mu_);
   return completed_;
+}
+
+int64_t StreamingContext::failed_attempts() const {
+  std::lock_guard lock(mu_);
+  return failed_attempts_;
 }
 
 size_t StreamingContext::queued_batches() const {

@@ -64,7 +64,16 @@ class InputStreamBase {
   virtual Status Plan(BatchInfo* info) = 0;
   // Whether the source holds data no batch has planned yet (what --available-now drains).
   virtual bool HasPendingData() const { return false; }
+  // The batch planned at `t` failed and will be planned again: forget its plan, so the next
+  // Plan starts where `t`'s did (nothing skipped, nothing read twice).
+  virtual void Abandon(BatchTime t) { (void)t; }
+  // The batch planned at `t` succeeded: its outputs committed the positions it planned.
+  virtual void Confirm(BatchTime t) { (void)t; }
 };
+
+// Failures worth retrying: the broker or the disk may come back (Unavailable,
+// DeadlineExceeded, ResourceExhausted). Anything else stops the stream.
+bool IsTransient(const Status& st);
 
 class BatchListener {
  public:
@@ -82,6 +91,13 @@ struct StreamingOptions {
   BatchId first_batch_id{0};
   // Progress records kept in memory.
   size_t progress_history = 100;
+  // A batch that fails transiently (IsTransient) is abandoned and run again at the same time
+  // and id, after a pause doubling from `retry_backoff` up to `retry_backoff_max`, until it
+  // succeeds or the context stops. Listeners see every failed attempt. Off: the first failure
+  // stops the stream.
+  bool retry_transient = true;
+  Millis retry_backoff{100};
+  Millis retry_backoff_max{5000};
 };
 
 class StreamingContext {
@@ -115,7 +131,8 @@ class StreamingContext {
 
   // Runs the batch at `time` on the calling thread, now. For tests and for `--available-now`;
   // not while started. The first call fixes the zero time; later times must be whole batch
-  // intervals after it. Returns the batch's status.
+  // intervals after it. Returns the batch's status (transient failures are retried until
+  // Stop, as for started contexts).
   Status RunBatch(TimePoint time);
 
   // Stops the timer, drops batches not yet started, lets the running one finish (outputs
@@ -128,13 +145,17 @@ class StreamingContext {
 
   std::vector<BatchProgress> RecentProgress() const;
   int64_t batches_completed() const;
+  // Batch attempts that failed (each retry of a transient failure counts).
+  int64_t failed_attempts() const;
   // Batches queued but not started.
   size_t queued_batches() const;
 
  private:
   void TimerLoop(std::stop_token stop, TimePoint first);
   void RunnerLoop(std::stop_token stop);
+  // Runs the batch at `time`, retrying transient failures (see StreamingOptions).
   Status RunOne(TimePoint time);
+  Status Attempt(TimePoint time);
 
   engine::Context* const engine_;
   const StreamingOptions options_;
@@ -157,7 +178,9 @@ class StreamingContext {
   Status failure_;                       // guarded by mu_
   int64_t next_batch_id_;                // guarded by run_mu_
   int64_t completed_ = 0;                // guarded by mu_
+  int64_t failed_attempts_ = 0;          // guarded by mu_
   std::deque<BatchProgress> progress_;   // guarded by mu_
+  std::condition_variable_any stop_cv_;  // Stop was called (wakes retry pauses)
   std::condition_variable_any done_cv_;  // runner finished a batch or stopped
 
   std::jthread timer_;

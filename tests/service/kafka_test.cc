@@ -77,16 +77,6 @@ TEST(KafkaTest, GoldenDataFromKcatThroughTheKafkaSourceAndOnWithMoreData) {
   EXPECT_EQ(CommittedOffsets(broker.bootstrap(), "runnel", "clicks", 4), 20000);
 }
 
-// The sum of a metric's samples in a scrape (every label set).
-double SumOf(const std::string& metrics, const std::string& name) {
-  double sum = 0;
-  std::istringstream in(metrics);
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with(name + "{")) sum += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return sum;
-}
-
 TEST(KafkaTest, ConsumerLagIsExportedPerPartition) {
   Broker broker({"clicks:4"});
   TempDir dir;
@@ -97,6 +87,7 @@ TEST(KafkaTest, ConsumerLagIsExportedPerPartition) {
   Produce(broker.bootstrap(), "clicks", dir.path() + "/first.jsonl");
   WriteText(dir.path() + "/q.yaml", Serving(KafkaConfig(dir.path(), broker.bootstrap()), "3s"));
   Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  ASSERT_TRUE(service.WaitReady());  // joined the group
   // After the first batch (700 records from each of 4 partitions), 8200 records remain.
   std::string metrics;
   for (int i = 0; i < 400; ++i) {
@@ -110,28 +101,6 @@ TEST(KafkaTest, ConsumerLagIsExportedPerPartition) {
             std::string::npos)
       << metrics;
   EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
-}
-
-// Starts `argv` with stdout/stderr to /dev/null; returns its pid.
-pid_t Spawn(const std::vector<std::string>& argv) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  std::vector<std::string> copy = argv;
-  std::vector<char*> args;
-  for (auto& a : copy) args.push_back(a.data());
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
-int WaitFor(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 // The query over the same events read from a file: the truth for the Kafka runs.
@@ -148,14 +117,15 @@ std::map<std::string, boost::json::value> FileTruth(const std::string& dir,
 // SIGTERM while the generator produces and batches run: exit 0 within the budget; a second
 // signal exits at once; restarts catch up with nothing lost or counted twice.
 TEST(KafkaTest, SignalsUnderLoadDrainAndRestartsLoseNothing) {
-  Broker broker({"clicks:4"});
+  // 8 partitions: the mock keeps ~5 MiB each, and the group joins take seconds.
+  Broker broker({"clicks:8"});
   TempDir dir;
   constexpr int kEvents = 120000;
   const std::vector<std::string> gen = {
       RunnelBinary(), "gen", "--events", std::to_string(kEvents), "--seed", "9", "--disorder", "60",
       "--customers",  "3"};
   std::vector<std::string> to_kafka = gen;
-  for (const char* a : {"--bootstrap", "", "--topic", "clicks", "--rate", "40000"}) {
+  for (const char* a : {"--bootstrap", "", "--topic", "clicks", "--rate", "15000"}) {
     to_kafka.push_back(a);
   }
   to_kafka[to_kafka.size() - 5] = broker.bootstrap();
@@ -173,6 +143,7 @@ TEST(KafkaTest, SignalsUnderLoadDrainAndRestartsLoseNothing) {
   {
     // First: one SIGTERM mid-stream drains and exits 0 within the 20 s budget.
     Service service(dir.path() + "/q.yaml", dir.path() + "/log1");
+    ASSERT_TRUE(service.WaitReady());
     std::this_thread::sleep_for(std::chrono::milliseconds(1200));
     const auto start = std::chrono::steady_clock::now();
     EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
@@ -182,6 +153,7 @@ TEST(KafkaTest, SignalsUnderLoadDrainAndRestartsLoseNothing) {
     // Then: a second signal during the drain exits at once, with 1. (Two different signals:
     // two pending SIGTERMs would merge into one.)
     Service service(dir.path() + "/q.yaml", dir.path() + "/log2");
+    ASSERT_TRUE(service.WaitReady());
     std::this_thread::sleep_for(std::chrono::milliseconds(800));
     EXPECT_EQ(service.Terminate(std::chrono::seconds(20), {SIGTERM, SIGINT}), 1);
   }

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -123,7 +124,9 @@ inline std::string WithKafkaSource(std::string config, const std::string& bootst
   config.replace(a, config.find('\n', a) - a,
                  "  clicks: { type: kafka, bootstrap_servers: \"" + bootstrap +
                      "\", topic: clicks, max_records_per_partition: " +
-                     std::to_string(max_records_per_partition) + " }");
+                     std::to_string(max_records_per_partition) +
+                     // The mock cluster holds a member that left until its session ends.
+                     ", librdkafka: { session.timeout.ms: \"6000\" } }");
   return config;
 }
 
@@ -187,6 +190,17 @@ class Service {
     return -1;
   }
   int port() const { return port_; }
+  // Waits until /readyz answers 200 (a Kafka source has joined its group); false on timeout.
+  bool WaitReady(std::chrono::seconds timeout = std::chrono::seconds(60)) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = RunProcess({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                           Url("/readyz")});
+      if (r.out == "200") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
   std::string Url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
   }
@@ -207,7 +221,7 @@ inline std::string Body(const ProcessOutput& r) { return r.out.substr(0, r.out.r
 // `runnel broker` as a child process; killed by the destructor.
 class Broker {
  public:
-  explicit Broker(const std::vector<std::string>& topics) {
+  explicit Broker(const std::vector<std::string>& topics, int brokers = 1) {
     int out[2], in[2];
     EXPECT_EQ(pipe(out), 0);
     EXPECT_EQ(pipe(in), 0);
@@ -217,7 +231,8 @@ class Broker {
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_addclose(&actions, in[1]);
     posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<std::string> argv = {RunnelBinary(), "broker"};
+    std::vector<std::string> argv = {RunnelBinary(), "broker", "--brokers",
+                                     std::to_string(brokers)};
     for (const auto& t : topics) {
       argv.push_back("--topic");
       argv.push_back(t);
@@ -248,6 +263,17 @@ class Broker {
     fclose(out_);
   }
   const std::string& bootstrap() const { return bootstrap_; }
+  // Sends one fault command on the broker's stdin; returns its reply ("OK ..." / "ERR ...").
+  std::string Control(const std::string& line) {
+    const std::string text = line + "\n";
+    EXPECT_EQ(write(stdin_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    char reply[512];
+    while (fgets(reply, sizeof(reply), out_) != nullptr) {
+      std::string r(reply);
+      if (r.starts_with("OK") || r.starts_with("ERR")) return r.substr(0, r.find('\n'));
+    }
+    return "no reply";
+  }
 
  private:
   pid_t pid_ = 0;
@@ -263,6 +289,38 @@ inline void Produce(const std::string& bootstrap, const std::string& topic,
   auto r = RunProcess({"timeout", "120", "kcat", "-P", "-b", bootstrap, "-t", topic, "-X",
                        "sticky.partitioning.linger.ms=0", "-l", file});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
+// The sum of a metric's samples in a scrape (every label set).
+inline double SumOf(const std::string& metrics, const std::string& name) {
+  double sum = 0;
+  std::istringstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(name + "{")) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
+}
+
+// Starts `argv` with stdout/stderr to /dev/null; returns its pid.
+inline pid_t Spawn(const std::vector<std::string>& argv) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<std::string> copy = argv;
+  std::vector<char*> args;
+  for (auto& a : copy) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  EXPECT_EQ(posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+inline int WaitFor(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace runnel::testing

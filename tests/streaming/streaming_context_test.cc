@@ -144,6 +144,89 @@ TEST_F(StreamingContextTest, FailedBatchStopsTheStreamWithItsError) {
   EXPECT_FALSE(progress[1].status.ok());
 }
 
+// An input whose position moves by 10 per plan, recording what the context told it.
+class CountingInput final : public InputStreamBase {
+ public:
+  Status Plan(BatchInfo* info) override {
+    before_ = position_;
+    position_ += 10;
+    info->positions["n"] = std::to_string(position_);
+    return Status::OK();
+  }
+  void Abandon(BatchTime) override {
+    ++abandoned;
+    position_ = before_;
+  }
+  void Confirm(BatchTime) override { confirmed = position_; }
+  std::atomic<int> abandoned{0};
+  std::atomic<int64_t> confirmed{0};
+
+ private:
+  int64_t position_ = 0;
+  int64_t before_ = 0;
+};
+
+TEST_F(StreamingContextTest, TransientFailureIsRetriedWithTheSameIdAndTheSameInput) {
+  StreamingContext ssc(
+      engine_.get(),
+      {.batch_interval = Millis(1000), .clock = &clock_, .retry_backoff = Millis(1)});
+  CountingInput input;
+  ssc.AddInput(&input);
+  std::vector<std::pair<int64_t, std::string>> attempts;
+  int failures_left = 2;
+  ssc.AddOutput([&](BatchInfo* info) {
+    attempts.emplace_back(info->progress.batch_id.value(), info->positions["n"]);
+    if (failures_left-- > 0) return Status::Unavailable("broker down");
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.RunBatch(At(0)).ok());
+  ASSERT_TRUE(ssc.RunBatch(At(1000)).ok());
+  const std::vector<std::pair<int64_t, std::string>> want = {
+      {0, "10"}, {0, "10"}, {0, "10"}, {1, "20"}};
+  EXPECT_EQ(attempts, want);
+  EXPECT_EQ(input.abandoned, 2);
+  EXPECT_EQ(input.confirmed, 20);
+  EXPECT_EQ(ssc.failed_attempts(), 2);
+  EXPECT_EQ(ssc.batches_completed(), 2);
+  const auto progress = ssc.RecentProgress();
+  ASSERT_EQ(progress.size(), 4u);  // every attempt has a progress record
+  EXPECT_EQ(progress[0].status.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(progress[2].status.ok());
+}
+
+TEST_F(StreamingContextTest, PermanentFailureIsNotRetried) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
+  CountingInput input;
+  ssc.AddInput(&input);
+  int runs = 0;
+  ssc.AddOutput([&](BatchInfo*) {
+    ++runs;
+    return Status::Corruption("bad state");
+  });
+  EXPECT_EQ(ssc.RunBatch(At(0)).code(), StatusCode::kCorruption);
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(input.abandoned, 0);
+  EXPECT_EQ(input.confirmed, 0);
+}
+
+TEST_F(StreamingContextTest, StopEndsARetryingBatchCleanly) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000),
+                                       .clock = &clock_,
+                                       .retry_backoff = Millis(1),
+                                       .retry_backoff_max = Millis(5)});
+  CountingInput input;
+  ssc.AddInput(&input);
+  ssc.AddOutput([&](BatchInfo*) { return Status::Unavailable("broker down"); });
+  ASSERT_TRUE(ssc.Start(At(11'000)).ok());
+  clock_.Set(At(11'000));
+  while (ssc.failed_attempts() < 3) std::this_thread::yield();
+  EXPECT_TRUE(ssc.Stop().ok());
+  // Stopping is not a failure: nothing committed, the next start retries the batch.
+  EXPECT_TRUE(ssc.AwaitTermination().ok());
+  EXPECT_EQ(ssc.batches_completed(), 0);
+  EXPECT_EQ(input.confirmed, 0);
+}
+
 TEST_F(StreamingContextTest, BatchIdsContinueFromTheFirstBatchId) {
   StreamingContext ssc(
       engine_.get(),
