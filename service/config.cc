@@ -241,7 +241,7 @@ class Validator {
       Keys(n, "kafka source " + name,
            {"type", "bootstrap_servers", "topic", "topics", "group_id", "starting_offsets",
             "max_records_per_partition", "on_data_loss", "librdkafka", "assignment",
-            "request_timeout"});
+            "request_timeout", "rate_control"});
       String(n, "bootstrap_servers", &s.bootstrap_servers, true);
       std::string topic;
       if (String(n, "topic", &topic)) s.topics.push_back(topic);
@@ -259,6 +259,13 @@ class Validator {
       Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, int64_t{1} << 40);
       OneOf(n, "on_data_loss", &s.on_data_loss, {"fail", "skip"});
       OneOf(n, "assignment", &s.assignment, {"group", "all"});
+      if (const YAML::Node rc = n["rate_control"]) {
+        if (Keys(rc, "rate_control", {"initial_rate", "min_rate"})) {
+          s.rate_control = true;
+          Integer(rc, "initial_rate", &s.initial_rate, 1, int64_t{1} << 40);
+          Integer(rc, "min_rate", &s.min_rate, 1, int64_t{1} << 40);
+        }
+      }
       if (Duration(n, "request_timeout", &s.request_timeout_ms) &&
           (s.request_timeout_ms < 100 || s.request_timeout_ms > 3600000)) {
         Error(n["request_timeout"], "request_timeout must be between 100ms and 1h");

@@ -39,6 +39,10 @@ struct SourceConfig {
   // How long one broker request (metadata, offsets, a range read) may wait before the batch
   // fails and is retried.
   int64_t request_timeout_ms = 30000;
+  // Backpressure (rate_control: { initial_rate, min_rate }, records per second).
+  bool rate_control = false;
+  int64_t initial_rate = 100000;
+  int64_t min_rate = 100;
   std::map<std::string, std::string> librdkafka;
 };
 

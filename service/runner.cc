@@ -39,6 +39,12 @@ std::string RejectedRecord(BatchId batch, size_t index, std::string_view reason,
       {"_id", fmt::format("{}-{}", batch, index)}, {"reason", reason}, {"line", line}});
 }
 
+std::optional<streaming::RateControlOptions> RateControl(const SourceConfig& source) {
+  if (!source.rate_control) return std::nullopt;
+  return streaming::RateControlOptions{.min_rate = static_cast<double>(source.min_rate),
+                                       .initial_rate = static_cast<double>(source.initial_rate)};
+}
+
 // One registered query and what it runs on.
 struct RunningQuery {
   const QueryConfig* config = nullptr;
@@ -83,10 +89,12 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                                       .max_records_per_partition = source.max_records_per_partition,
                                       .fail_on_data_loss = source.on_data_loss == "fail",
                                       .librdkafka = source.librdkafka,
-                                      .timeout_ms = static_cast<int>(source.request_timeout_ms)}));
+                                      .timeout_ms = static_cast<int>(source.request_timeout_ms),
+                                      .rate_control = RateControl(source)}));
     RETURN_NOT_OK(kafka->Restore(next.positions, /*use_group_offsets=*/!next.reset));
     rq->input = kafka.get();
     rq->kafka = kafka.get();
+    rq->ssc->AddListener(kafka.get());  // rate control learns from each batch
     rq->stream.emplace(kafka);
   }
   for (const SinkConfig& s : qc.sinks) {

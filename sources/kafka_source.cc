@@ -40,6 +40,10 @@ Result<rd_kafka_t*> NewConsumer(const KafkaSourceOptions& o, const std::string& 
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "false"},
       {"auto.offset.reset", "error"},
+      // Offset queries wait for their request, not for their own timeout: bound the request.
+      {"socket.timeout.ms", std::to_string(std::max(o.timeout_ms, 2000))},
+      // A broker that comes back is found within 2 s (librdkafka's default backs off to 10 s).
+      {"reconnect.backoff.max.ms", "2000"},
       {"log_level", "3"},
   };
   for (const auto& [k, v] : o.librdkafka) props[k] = v;
@@ -91,7 +95,29 @@ KafkaSource::KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions op
                          rd_kafka_t* meta)
     : DStreamNode<std::string>(ssc, ssc->batch_interval(), {}),
       options_(std::move(options)),
-      meta_(meta) {}
+      meta_(meta) {
+  if (options_.rate_control) {
+    streaming::RateControlOptions rc = *options_.rate_control;
+    rc.batch_interval_seconds = std::chrono::duration<double>(ssc->batch_interval()).count();
+    rate_.emplace(rc);
+  }
+}
+
+void KafkaSource::OnBatchCompleted(const streaming::BatchProgress& p) {
+  if (!p.status.ok() || !p.committed) return;
+  std::lock_guard lock(mu_);
+  if (!rate_) return;
+  if (auto next =
+          rate_->OnBatchCompleted(static_cast<double>(p.batch_time.value()) / 1000.0, p.records_in,
+                                  p.processing_seconds, p.scheduling_delay_seconds)) {
+    Logger("kafka")->debug("source {}: rate {:.0f} records/s", options_.name, *next);
+  }
+}
+
+double KafkaSource::rate() const {
+  std::lock_guard lock(mu_);
+  return rate_ ? rate_->rate() : 0;
+}
 
 KafkaSource::~KafkaSource() {
   if (member_ != nullptr) {
@@ -143,8 +169,8 @@ Status KafkaSource::JoinGroup() {
   RETURN_NOT_OK(FromKafka(err, "subscribe"));
   // A query should not start (nor --available-now finish) before it knows what it owns. The
   // group may first wait out the session of a member that is gone.
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(options_.timeout_ms + session_ms);
+  const int wait_ms = std::max(options_.timeout_ms, 30000) + session_ms;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (!assigned_once_ && std::chrono::steady_clock::now() < deadline) {
     rd_kafka_message_t* msg = rd_kafka_consumer_poll(member_, 100);
     if (msg != nullptr) rd_kafka_message_destroy(msg);
@@ -324,13 +350,31 @@ Status KafkaSource::DiscoverPartitions() {
   return Status::OK();
 }
 
-Result<std::pair<int64_t, int64_t>> KafkaSource::Watermarks(const std::string& topic,
-                                                            int32_t partition) const {
-  int64_t low = 0, high = 0;
-  RETURN_NOT_OK(FromKafka(rd_kafka_query_watermark_offsets(meta_, topic.c_str(), partition, &low,
-                                                           &high, options_.timeout_ms),
-                          fmt::format("watermarks of {}/{}", topic, partition)));
-  return std::pair(low, high);
+Result<std::map<KafkaSource::TopicPartition, std::pair<int64_t, int64_t>>> KafkaSource::Watermarks(
+    const std::set<TopicPartition>& partitions) const {
+  // One ListOffsets round for the log starts and one for the ends, for every partition at
+  // once. rd_kafka_offsets_for_times honours its timeout even when a leader is unreachable
+  // (rd_kafka_query_watermark_offsets may not: it retries while broker states change).
+  std::map<TopicPartition, std::pair<int64_t, int64_t>> marks;
+  if (partitions.empty()) return marks;
+  for (const int64_t which : {int64_t{RD_KAFKA_OFFSET_BEGINNING}, int64_t{RD_KAFKA_OFFSET_END}}) {
+    rd_kafka_topic_partition_list_t* list =
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
+    for (const auto& [topic, partition] : partitions) {
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = which;
+    }
+    Status st = FromKafka(rd_kafka_offsets_for_times(meta_, list, options_.timeout_ms),
+                          "list offsets of " + options_.name);
+    for (int i = 0; st.ok() && i < list->cnt; ++i) {
+      const auto& e = list->elems[i];
+      st = FromKafka(e.err, fmt::format("offsets of {}/{}", e.topic, e.partition));
+      auto& mark = marks[{e.topic, e.partition}];
+      (which == RD_KAFKA_OFFSET_BEGINNING ? mark.first : mark.second) = e.offset;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    RETURN_NOT_OK(st);
+  }
+  return marks;
 }
 
 Status KafkaSource::Restore(const std::map<std::string, std::string>& positions,
@@ -396,11 +440,14 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
   before_last_plan_.clear();
   after_last_plan_.clear();
   std::vector<OffsetRange> ranges;
+  const int64_t cap = rate_ ? std::min(options_.max_records_per_partition,
+                                       rate_->RecordsPerPartition(static_cast<int>(owned_.size())))
+                            : options_.max_records_per_partition;
+  ASSIGN_OR_RETURN(const auto marks, Watermarks(owned_));
   for (const TopicPartition& tp : owned_) {
     int64_t& position = positions_[tp];
     before_last_plan_[tp] = position;
-    ASSIGN_OR_RETURN(auto marks, Watermarks(tp.first, tp.second));
-    const auto [low, high] = marks;
+    const auto [low, high] = marks.at(tp);
     int64_t from = position >= 0 ? position : (options_.start_at_earliest ? low : high);
     if (from < low) {
       if (options_.fail_on_data_loss) {
@@ -413,7 +460,7 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
                             low - from);
       from = low;
     }
-    const int64_t until = std::min(high, from + options_.max_records_per_partition);
+    const int64_t until = std::min(high, from + cap);
     if (until > from) {
       ranges.push_back({tp.first, tp.second, from, until});
       info->progress.input[PositionKey(tp.first, tp.second)] = fmt::format("[{}, {})", from, until);
@@ -461,13 +508,13 @@ void KafkaSource::Confirm(BatchTime t) {
 bool KafkaSource::HasPendingData() const {
   std::lock_guard lock(mu_);
   if (!fresh_.empty()) return true;  // not resolved yet: let a batch look
-  for (const TopicPartition& tp : owned_) {
+  auto marks = Watermarks(owned_);
+  if (!marks.ok()) return true;  // unknown: let a batch try (and report the error)
+  for (const auto& [tp, mark] : *marks) {
     const int64_t position = positions_.at(tp);
-    auto marks = Watermarks(tp.first, tp.second);
-    if (!marks.ok()) return true;  // unknown: let a batch try (and report the error)
     const int64_t from =
-        position >= 0 ? position : (options_.start_at_earliest ? marks->first : marks->second);
-    if (marks->second > from) return true;
+        position >= 0 ? position : (options_.start_at_earliest ? mark.first : mark.second);
+    if (mark.second > from) return true;
   }
   return false;
 }

@@ -36,11 +36,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "streaming/dstream.h"
+#include "streaming/rate_controller.h"
 
 typedef struct rd_kafka_s rd_kafka_t;
 
@@ -62,6 +64,9 @@ struct KafkaSourceOptions {
   int timeout_ms = 30000;
   // A read that gets no record for this long while the broker reports data is a stall.
   int stall_ms = 2000;
+  // Backpressure: when set, batches take at most what the rate controller allows (see
+  // streaming/rate_controller.h), on top of max_records_per_partition.
+  std::optional<streaming::RateControlOptions> rate_control;
 };
 
 struct PartitionLag {
@@ -78,7 +83,8 @@ struct OffsetRange {
 };
 
 class KafkaSource final : public streaming::DStreamNode<std::string>,
-                          public streaming::InputStreamBase {
+                          public streaming::InputStreamBase,
+                          public streaming::BatchListener {
  public:
   static Result<std::shared_ptr<KafkaSource>> Make(streaming::StreamingContext* ssc,
                                                    KafkaSourceOptions options);
@@ -92,6 +98,10 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   Status Plan(streaming::BatchInfo* info) override;
   void Abandon(BatchTime t) override;
   void Confirm(BatchTime t) override;
+  // Feeds the rate controller (register the source as a listener of its context).
+  void OnBatchCompleted(const streaming::BatchProgress& progress) override;
+  // Records per second the rate controller allows now; 0 without rate control.
+  double rate() const;
   // True when some owned partition's end offset is past this source's position.
   bool HasPendingData() const override;
 
@@ -126,7 +136,9 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   Status CommitOffsets(const std::map<TopicPartition, int64_t>& offsets);
   // Fixes the start of partitions assigned since the last Plan; mu_ held.
   Status ResolveFreshPartitions();
-  Result<std::pair<int64_t, int64_t>> Watermarks(const std::string& topic, int32_t partition) const;
+  // (log start, log end) of each partition.
+  Result<std::map<TopicPartition, std::pair<int64_t, int64_t>>> Watermarks(
+      const std::set<TopicPartition>& partitions) const;
   Status ReadRange(const OffsetRange& range, engine::TaskContext& tc,
                    engine::Sink<std::string> sink);
   Result<std::shared_ptr<Consumer>> ConsumerFor(const std::string& topic, int32_t partition);
@@ -144,10 +156,11 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   // under mu_ and view_mu_, so either guards a read.
   mutable std::mutex view_mu_;
   std::set<TopicPartition> owned_;
-  std::set<TopicPartition> lost_ownership_;      // revoked at some point; guarded by mu_
-  std::set<TopicPartition> fresh_;               // assigned, start not resolved; mu_
-  bool use_group_offsets_ = true;                // guarded by mu_
-  std::map<TopicPartition, int64_t> confirmed_;  // positions of the last confirmed batch; mu_
+  std::set<TopicPartition> lost_ownership_;        // revoked at some point; guarded by mu_
+  std::set<TopicPartition> fresh_;                 // assigned, start not resolved; mu_
+  bool use_group_offsets_ = true;                  // guarded by mu_
+  std::map<TopicPartition, int64_t> confirmed_;    // positions of the last confirmed batch; mu_
+  std::optional<streaming::RateController> rate_;  // guarded by mu_
   // The last Plan's batch time, positions before it and after it; guarded by mu_.
   int64_t last_plan_time_ = -1;
   std::map<TopicPartition, int64_t> before_last_plan_;

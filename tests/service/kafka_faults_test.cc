@@ -50,6 +50,15 @@ bool Eventually(F done, seconds timeout) {
   return false;
 }
 
+// The service's own log lines (librdkafka's debug lines left out), for failure messages.
+std::string ServiceLog(const std::string& path) {
+  std::string text;
+  for (const auto& l : ReadLines(path)) {
+    if (!l.starts_with("%")) text += l + "\n";
+  }
+  return text;
+}
+
 std::map<std::string, int64_t> PageViews(const std::map<std::string, boost::json::value>& rows) {
   std::map<std::string, int64_t> out;
   for (const auto& [id, row] : rows) {
@@ -70,14 +79,17 @@ TEST(KafkaFaultsTest, BrokerDownLeaderMovesAndRequestErrorsLeaveTheAggregatesExa
   ASSERT_TRUE(
       Eventually([&] { return Scrape(service, "runnel_records_total") == 7000; }, seconds(30)));
 
-  // Broker 1 leads every partition, then goes down for 8 s: nothing can be read, batches fail
-  // and are retried, and /readyz says why.
+  // Broker 1 leads every partition (the service reads through it), then goes down for 8 s:
+  // nothing can be read, batches fail and are retried, and /readyz says why.
   for (int p = 0; p < 4; ++p) {
     const std::string cmd = "leader clicks " + std::to_string(p) + " 1";
     ASSERT_EQ(broker.Control(cmd), "OK " + cmd);
   }
   GoldenSlice(dir.path() + "/2.jsonl", 7000, 12000);
   Produce(broker.bootstrap(), "clicks", dir.path() + "/2.jsonl");
+  ASSERT_TRUE(
+      Eventually([&] { return Scrape(service, "runnel_records_total") == 12000; }, seconds(30)))
+      << ServiceLog(dir.path() + "/log");
   ASSERT_EQ(broker.Control("down 1"), "OK down 1");
   const auto down_at = std::chrono::steady_clock::now();
   std::string not_ready;
@@ -88,12 +100,13 @@ TEST(KafkaFaultsTest, BrokerDownLeaderMovesAndRequestErrorsLeaveTheAggregatesExa
         return !not_ready.empty();
       },
       seconds(20)));
-  EXPECT_NE(not_ready.find("not ready"), std::string::npos) << not_ready;
+  EXPECT_NE(not_ready.find("not ready"), std::string::npos)
+      << not_ready << ServiceLog(dir.path() + "/log");
   std::this_thread::sleep_until(down_at + seconds(8));
   EXPECT_EQ(Code(Get(service.Url("/livez"))), 200) << "the service must stay up";
   ASSERT_EQ(broker.Control("up 1"), "OK up 1");
   EXPECT_TRUE(Eventually([&] { return Code(Get(service.Url("/readyz"))) == 200; }, seconds(60)))
-      << Body(Get(service.Url("/readyz")));
+      << Body(Get(service.Url("/readyz"))) << ServiceLog(dir.path() + "/log");
 
   // Leaders move, then Fetch (1) and OffsetCommit (8) requests fail for a while.
   EXPECT_EQ(broker.Control("leader clicks 0 2"), "OK leader clicks 0 2");
@@ -106,9 +119,9 @@ TEST(KafkaFaultsTest, BrokerDownLeaderMovesAndRequestErrorsLeaveTheAggregatesExa
 
   EXPECT_TRUE(
       Eventually([&] { return Scrape(service, "runnel_records_total") == 20000; }, seconds(90)))
-      << Scrape(service, "runnel_records_total");
+      << Scrape(service, "runnel_records_total") << ServiceLog(dir.path() + "/log");
   EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
-  EXPECT_EQ(service.Terminate(seconds(30)), 0);
+  EXPECT_EQ(service.Terminate(seconds(30)), 0) << ServiceLog(dir.path() + "/log");
 }
 
 TEST(KafkaFaultsTest, TwoMembersOfOneGroupShareThePartitionsAndReadEachRecordOnce) {
@@ -160,6 +173,34 @@ TEST(KafkaFaultsTest, TwoMembersOfOneGroupShareThePartitionsAndReadEachRecordOnc
   std::map<std::string, int64_t> sum = PageViews(SinkContent(a.path()));
   for (const auto& [id, n] : PageViews(SinkContent(b.path()))) sum[id] += n;
   EXPECT_EQ(sum, PageViews(ById(ReadLines(GoldenDir() + "/expected-clean.jsonl"))));
+}
+
+TEST(KafkaFaultsTest, RateControlCapsTheFirstBatchThenFollowsTheProcessingRate) {
+  Broker broker({"clicks:4"});
+  TempDir dir;
+  GoldenSlice(dir.path() + "/in.jsonl", 0, 11000);
+  Produce(broker.bootstrap(), "clicks", dir.path() + "/in.jsonl");
+  std::string config = FaultConfig(dir.path(), broker.bootstrap());
+  const std::string topic = "topic: clicks,";
+  config.replace(config.find(topic), topic.size(),
+                 topic + " rate_control: { initial_rate: 2000, min_rate: 100 },");
+  config.replace(config.find("batch_interval: 200ms"), 21, "batch_interval: 1s");
+  WriteText(dir.path() + "/q.yaml", config);
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  ASSERT_TRUE(service.WaitReady());
+  // The first batch: 2000 records/s * 1 s over 4 partitions = 500 each.
+  std::string metrics;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        metrics = Body(Get(service.Url("/metrics")));
+        return SumOf(metrics, "runnel_batches_total") >= 1;
+      },
+      seconds(30)));
+  EXPECT_EQ(SumOf(metrics, "runnel_records_total"), 2000) << metrics;
+  // Batches are far faster than 2000 records/s here: the rate rises and the rest follows.
+  EXPECT_TRUE(
+      Eventually([&] { return Scrape(service, "runnel_records_total") == 11000; }, seconds(30)));
+  EXPECT_EQ(service.Terminate(seconds(30)), 0);
 }
 
 TEST(KafkaFaultsTest, OffsetsNoLongerInTheLogFailOrAreSkippedAsConfigured) {
