@@ -41,6 +41,7 @@ struct CliOptions {
   int64_t disorder_seconds = -1;
   double late_fraction = 0;
   double malformed_fraction = 0;
+  bool unique_sessions = false;
   std::string out_path;
   std::string bootstrap;
   std::string topic;
@@ -99,7 +100,8 @@ int Gen(const CliOptions& opts) {
                                 .customers = opts.customers,
                                 .ordered_disorder_seconds = opts.disorder_seconds,
                                 .late_fraction = opts.late_fraction,
-                                .malformed_fraction = opts.malformed_fraction};
+                                .malformed_fraction = opts.malformed_fraction,
+                                .unique_sessions = opts.unique_sessions};
   if (opts.out_path.empty() && (opts.bootstrap.empty() || opts.topic.empty())) {
     std::cerr << "runnel gen: give --out FILE, or --bootstrap B --topic T\n";
     return kExitUsage;
@@ -184,6 +186,8 @@ int RunCli(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   gen->add_option("--malformed-fraction", opts.malformed_fraction, "Lines that are not JSON")
       ->check(CLI::Range(0.0, 1.0));
+  gen->add_flag("--unique-sessions", opts.unique_sessions,
+                "A distinct session_id per event (for distinct-count memory tests)");
   out->excludes(bootstrap);
   gen->callback([&] { action = [&] { return Gen(opts); }; });
 

@@ -60,7 +60,8 @@ void Generator::AppendNext(std::string* out) {
       std::back_inserter(*out),
       "{{\"customer\": \"{}\", \"url\": \"http://{}/articles/{}\", \"referrer\": \"{}\", "
       "\"session_id\": \"{}\", \"ts\": \"{}\"}}\n",
-      customer, customer, k, kReferrers[rng_() % 3], sessions_[rng_() % sessions_.size()],
+      customer, customer, k, kReferrers[rng_() % 3],
+      options_.unique_sessions ? fmt::format("s{}", i) : sessions_[rng_() % sessions_.size()],
       streaming::FormatIsoTimestamp(t * 1000));
 }
 

@@ -29,6 +29,8 @@ struct GeneratorOptions {
   double late_fraction = 0;
   // Fraction of lines replaced by malformed JSON.
   double malformed_fraction = 0;
+  // Every event gets its own session id ("s" + its index) instead of one of the 210.
+  bool unique_sessions = false;
 };
 
 class Generator {
