@@ -11,6 +11,7 @@
 #include <boost/endian/conversion.hpp>
 
 #include "common/build_info.h"
+#include "common/crash_point.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "streaming/event_time.h"
@@ -186,12 +187,14 @@ Result<v1::Manifest> CheckpointStore::Take(state::RocksDbStateStore* db) {
     f->set_crc32c(crc);
   }
   RETURN_NOT_OK(SyncPath(tmp + "/db"));
+  CrashPoint("mid_checkpoint");
   RETURN_NOT_OK(WriteFileAtomically(tmp + "/" + kManifestFile, EncodeManifest(manifest),
                                     /*sync=*/true));
   std::error_code ec;
   fs::rename(tmp, final_path, ec);
   if (ec) return FsError("rename " + tmp, ec);
   RETURN_NOT_OK(SyncPath(dir_));
+  CrashPoint("after_checkpoint_rename");
 
   // Retention: the newest `keep_` complete checkpoints stay; leftovers of failed ones go.
   existing.push_back({.id = id, .path = final_path});

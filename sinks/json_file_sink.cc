@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "common/crash_point.h"
 #include "common/file_util.h"
 
 namespace runnel::sinks {
@@ -33,6 +34,7 @@ Status JsonFileSink::Write(BatchId batch, const std::vector<std::string>& record
   // A rerun of the batch replaces what its earlier run wrote.
   std::filesystem::remove_all(final_dir, ec);
   if (ec) return Status::IOError(fmt::format("remove {}: {}", final_dir, ec.message()));
+  CrashPoint("before_sink_rename");
   std::filesystem::rename(tmp_dir, final_dir, ec);
   if (ec) return Status::IOError(fmt::format("rename {}: {}", tmp_dir, ec.message()));
   return SyncPath(dir_);

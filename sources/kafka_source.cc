@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "common/crash_point.h"
 #include "common/logging.h"
 #include "sources/kafka_conf.h"
 
@@ -254,6 +255,7 @@ void KafkaSource::OnRevoked(const std::vector<TopicPartition>& partitions) {
       consumers_.erase(tp);
     }
   }
+  CrashPoint("during_rebalance");
   Logger("kafka")->info("source {}: {} partitions revoked; committing {} offsets to group {}",
                         options_.name, partitions.size(), offsets.size(), options_.group_id);
   if (Status st = CommitOffsets(offsets); !st.ok()) {

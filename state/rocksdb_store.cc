@@ -10,6 +10,7 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include "common/crash_point.h"
 #include "common/file_util.h"
 #include "state/state.pb.h"
 
@@ -276,6 +277,7 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   write.sync = options_.sync_commits;
   write.disableWAL = false;
   RETURN_NOT_OK(FromRocks(db_->Write(write, &batch), "commit " + commit.ns));
+  CrashPoint("after_state_commit");
   if (commit.expire_before_ms != INT64_MIN) retention_->Set(cf->GetID(), commit.expire_before_ms);
   return Status::OK();
 }

@@ -1,0 +1,81 @@
+// Named crash points (RUNNEL_CRASH_AT): the process is SIGKILLed at exactly one moment of the
+// commit, sink, checkpoint or rebalance path; a restart must give the exact aggregates.
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/service/service_test_util.h"
+
+namespace runnel::testing {
+namespace {
+
+struct CrashCase {
+  std::string point;  // NAME[:N]
+};
+
+std::ostream& operator<<(std::ostream& os, const CrashCase& c) { return os << c.point; }
+
+class CrashPointTest : public ::testing::TestWithParam<CrashCase> {};
+
+std::vector<std::string> RunArgv(const std::string& config, const std::string& crash_at = "") {
+  std::vector<std::string> argv = {"env"};
+  if (!crash_at.empty()) argv.push_back("RUNNEL_CRASH_AT=" + crash_at);
+  for (const std::string& a : {RunnelBinary(), std::string("run"), std::string("--config"), config,
+                               std::string("--available-now")}) {
+    argv.push_back(a);
+  }
+  return argv;
+}
+
+TEST_P(CrashPointTest, KilledThereARestartGivesTheExactAggregates) {
+  TempDir dir;
+  WriteText(dir.path() + "/q.yaml",
+            HourlyConfig(dir.path(), GoldenDir() + "/clicks-clean.jsonl", 1000, "1d"));
+  auto crashed = RunProcess(RunArgv(dir.path() + "/q.yaml", GetParam().point));
+  ASSERT_EQ(crashed.exit_code, 128 + 9) << crashed.err;  // SIGKILL, at the crash point
+  EXPECT_NE(crashed.err.find("crash point reached"), std::string::npos) << crashed.err;
+  auto restarted = RunProcess(RunArgv(dir.path() + "/q.yaml"));
+  ASSERT_EQ(restarted.exit_code, 0) << restarted.err;
+  EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+}
+
+// 20 batches of 1000 records; a checkpoint every 10 batches.
+INSTANTIATE_TEST_SUITE_P(
+    Points, CrashPointTest,
+    ::testing::Values(CrashCase{"after_state_commit:1"}, CrashCase{"after_state_commit:7"},
+                      CrashCase{"before_sink_rename:1"}, CrashCase{"before_sink_rename:13"},
+                      CrashCase{"mid_checkpoint:1"}, CrashCase{"mid_checkpoint:2"},
+                      CrashCase{"after_checkpoint_rename:1"}),
+    [](const auto& info) {
+      std::string name = info.param.point;
+      for (char& c : name) {
+        if (c == ':') c = '_';
+      }
+      return name;
+    });
+
+// A member killed while its partitions are revoked (at the end of --available-now, when it
+// leaves the group): the next run neither loses nor re-reads a record.
+TEST(CrashPointKafkaTest, KilledDuringRebalanceARestartGivesTheExactAggregates) {
+  Broker broker({"clicks:4"});
+  TempDir dir;
+  const auto lines = ReadLines(GoldenDir() + "/clicks-clean.jsonl");
+  std::string first, second;
+  for (size_t i = 0; i < lines.size(); ++i) (i < 12000 ? first : second) += lines[i] + "\n";
+  WriteText(dir.path() + "/first.jsonl", first);
+  WriteText(dir.path() + "/second.jsonl", second);
+  WriteText(dir.path() + "/q.yaml", WithKafkaSource(HourlyConfig(dir.path(), "unused", 1000, "1d"),
+                                                    broker.bootstrap(), 700));
+  Produce(broker.bootstrap(), "clicks", dir.path() + "/first.jsonl");
+  auto crashed = RunProcess(RunArgv(dir.path() + "/q.yaml", "during_rebalance"));
+  ASSERT_EQ(crashed.exit_code, 128 + 9) << crashed.err;
+  Produce(broker.bootstrap(), "clicks", dir.path() + "/second.jsonl");
+  auto restarted = RunProcess(RunArgv(dir.path() + "/q.yaml"));
+  ASSERT_EQ(restarted.exit_code, 0) << restarted.err;
+  EXPECT_NE(restarted.err.find("8000 records"), std::string::npos) << restarted.err;
+  EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+}
+
+}  // namespace
+}  // namespace runnel::testing
