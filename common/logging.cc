@@ -11,11 +11,7 @@
 #include <boost/json.hpp>
 
 namespace runnel {
-namespace {
 
-constexpr const char* kTextPattern = "%Y-%m-%dT%H:%M:%S.%eZ %-5l [%n] %v";
-
-// Replaces each byte that is not part of a valid UTF-8 sequence with U+FFFD.
 std::string ToValidUtf8(std::string_view in) {
   if (simdjson::validate_utf8(in.data(), in.size())) return std::string(in);
   std::string out;
@@ -38,6 +34,10 @@ std::string ToValidUtf8(std::string_view in) {
   }
   return out;
 }
+
+namespace {
+
+constexpr const char* kTextPattern = "%Y-%m-%dT%H:%M:%S.%eZ %-5l [%n] %v";
 
 class JsonFormatter final : public spdlog::formatter {
  public:

@@ -28,6 +28,9 @@ Result<LogFormat> ParseLogFormat(std::string_view name);
 // "trace" | "debug" | "info" | "warn" | "error" | "critical" | "off".
 Result<spdlog::level::level_enum> ParseLogLevel(std::string_view name);
 
+// `in` with each byte that is not part of a valid UTF-8 sequence replaced by U+FFFD.
+std::string ToValidUtf8(std::string_view in);
+
 // Applies `options` to every module logger, present and future.
 void ConfigureLogging(const LoggingOptions& options);
 

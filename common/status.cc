@@ -1,5 +1,6 @@
 #include "common/status.h"
 
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -47,7 +48,11 @@ Status::Status(StatusCode code, std::string_view msg) {
 }
 
 Status Status::FromErrno(std::string_view what, int err) {
-  return IOError(fmt::format("{}: {}", what, std::strerror(err)));
+  const std::string msg = fmt::format("{}: {}", what, std::strerror(err));
+  // A full disk or a failing device may recover: callers retry these (see IsTransient).
+  if (err == ENOSPC || err == EDQUOT) return ResourceExhausted(msg);
+  if (err == EIO) return Unavailable(msg);
+  return IOError(msg);
 }
 
 const std::string& Status::message() const {

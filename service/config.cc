@@ -391,7 +391,10 @@ class Validator {
     }
     Duration(n, "batch_interval", &q.batch_interval_ms);
     if (const YAML::Node et = n["event_time"]) {
-      if (Keys(et, "event_time", {"field"})) String(et, "field", &a.time_field, true);
+      if (Keys(et, "event_time", {"field", "max_future"})) {
+        String(et, "field", &a.time_field, true);
+        Duration(et, "max_future", &a.max_future_ms);
+      }
     } else {
       Error(n, "missing required key 'event_time' (e.g. event_time: { field: ts })");
     }

@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/beast/core/detail/base64.hpp>
 #include <boost/json.hpp>
 
 #include "checkpoint/checkpoint.h"
@@ -33,10 +35,17 @@ namespace runnel::service {
 namespace {
 
 // A record that did not make it into the aggregates (dead letter or late), as a JSON line.
+// A line that is not valid UTF-8 is kept exactly, in base64 beside a readable copy.
 std::string RejectedRecord(BatchId batch, size_t index, std::string_view reason,
                            const std::string& line) {
-  return boost::json::serialize(boost::json::object{
-      {"_id", fmt::format("{}-{}", batch, index)}, {"reason", reason}, {"line", line}});
+  boost::json::object record{
+      {"_id", fmt::format("{}-{}", batch, index)}, {"reason", reason}, {"line", ToValidUtf8(line)}};
+  if (record["line"].as_string() != line) {
+    std::string encoded(boost::beast::detail::base64::encoded_size(line.size()), '\0');
+    encoded.resize(boost::beast::detail::base64::encode(encoded.data(), line.data(), line.size()));
+    record["line_base64"] = encoded;
+  }
+  return boost::json::serialize(record);
 }
 
 std::optional<streaming::RateControlOptions> RateControl(const SourceConfig& source) {
@@ -164,9 +173,12 @@ int RunService(const Config& config, const RunOptions& options) {
     log->error("engine: {}", engine.status().ToString());
     return kExitFailure;
   }
+  // RUNNEL_DISK_FAULT_FILE (tests only): state writes fail while that file exists.
+  const char* disk_fault = std::getenv("RUNNEL_DISK_FAULT_FILE");  // NOLINT(concurrency-mt-unsafe)
   auto store = checkpoint::OpenState(config.state_dir,
                                      {.block_cache_bytes = config.state_block_cache_bytes,
-                                      .write_buffer_bytes = config.state_write_buffer_bytes});
+                                      .write_buffer_bytes = config.state_write_buffer_bytes,
+                                      .disk_fault_file = disk_fault ? disk_fault : ""});
   if (!store.ok()) {
     log->error("state: {}", store.status().ToString());
     return kExitFailure;

@@ -56,6 +56,18 @@ Result<rd_kafka_t*> NewConsumer(const KafkaSourceOptions& o, const std::string& 
   return rk;
 }
 
+// How much of a partition's `backlog` one batch reads when no partition may read more than
+// `cap` and the largest backlog is `largest`: the same fraction of every backlog (rounded up),
+// so partitions advance through event time together. A fixed per-partition cap would let a
+// short partition run hours ahead of a long one and make the long one's records late.
+int64_t Share(int64_t backlog, int64_t largest, int64_t cap) {
+  if (backlog <= 0) return 0;
+  if (largest <= cap) return backlog;
+  const auto scaled =
+      static_cast<int64_t>((static_cast<__int128>(backlog) * cap + largest - 1) / largest);
+  return std::clamp<int64_t>(scaled, 1, cap);
+}
+
 }  // namespace
 
 std::string PositionKey(const std::string& topic, int32_t partition) {
@@ -446,9 +458,11 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
                                        rate_->RecordsPerPartition(static_cast<int>(owned_.size())))
                             : options_.max_records_per_partition;
   ASSIGN_OR_RETURN(const auto marks, Watermarks(owned_));
+  // Where each partition starts and how much it has to read.
+  std::map<TopicPartition, int64_t> starts;
+  int64_t largest_backlog = 0;
   for (const TopicPartition& tp : owned_) {
-    int64_t& position = positions_[tp];
-    before_last_plan_[tp] = position;
+    const int64_t position = positions_[tp];
     const auto [low, high] = marks.at(tp);
     int64_t from = position >= 0 ? position : (options_.start_at_earliest ? low : high);
     if (from < low) {
@@ -462,13 +476,21 @@ Status KafkaSource::Plan(streaming::BatchInfo* info) {
                             low - from);
       from = low;
     }
-    const int64_t until = std::min(high, from + cap);
+    starts[tp] = from;
+    largest_backlog = std::max(largest_backlog, high - from);
+  }
+  for (const TopicPartition& tp : owned_) {
+    int64_t& position = positions_[tp];
+    before_last_plan_[tp] = position;
+    const int64_t from = starts.at(tp);
+    const int64_t high = marks.at(tp).second;
+    const int64_t until = from + Share(high - from, largest_backlog, cap);
     if (until > from) {
       ranges.push_back({tp.first, tp.second, from, until});
       info->progress.input[PositionKey(tp.first, tp.second)] = fmt::format("[{}, {})", from, until);
       info->progress.records_in += until - from;
     }
-    position = std::max(from, until);
+    position = until;
     after_last_plan_[tp] = position;
     std::lock_guard view_lock(view_mu_);
     lag_[tp] = std::max<int64_t>(0, high - position);

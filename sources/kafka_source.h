@@ -56,6 +56,7 @@ struct KafkaSourceOptions {
   // Join the group and read only the partitions it assigns (false: read every partition).
   bool group_membership = true;
   bool start_at_earliest = true;
+  // No partition reads more per batch; the others read the same share of their backlog.
   int64_t max_records_per_partition = 200000;
   bool fail_on_data_loss = true;
   // Passed to librdkafka as they are.

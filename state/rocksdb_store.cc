@@ -6,12 +6,14 @@
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/compaction_filter.h>
+#include <rocksdb/env.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_buffer_manager.h>
 
 #include "common/crash_point.h"
 #include "common/file_util.h"
+#include "state/fault_fs.h"
 #include "state/state.pb.h"
 
 namespace runnel::state {
@@ -148,6 +150,12 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
   auto statistics = rocksdb::CreateDBStatistics();
   statistics->set_stats_level(rocksdb::StatsLevel::kExceptTimers);
   db_options.statistics = statistics;
+  std::unique_ptr<rocksdb::Env> env;
+  if (!options.disk_fault_file.empty()) {
+    env = rocksdb::NewCompositeEnv(
+        NewFaultInjectingFileSystem(rocksdb::FileSystem::Default(), options.disk_fault_file));
+    db_options.env = env.get();
+  }
 
   auto retention = std::make_shared<RetentionFilterFactory>();
   rocksdb::ColumnFamilyOptions cf_options;
@@ -173,9 +181,9 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
   std::unique_ptr<rocksdb::DB> db(raw);
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families;
   for (size_t i = 0; i < handles.size(); ++i) families[names[i]] = handles[i];
-  std::unique_ptr<RocksDbStateStore> store(
-      new RocksDbStateStore(std::move(options), std::move(db), std::move(families), cf_options,
-                            std::move(retention), std::move(statistics)));
+  std::unique_ptr<RocksDbStateStore> store(new RocksDbStateStore(
+      std::move(options), std::move(db), std::move(families), cf_options, std::move(retention),
+      std::move(statistics), std::move(env), db_options));
   RETURN_NOT_OK(store->LoadRetention());
   return store;
 }
@@ -184,8 +192,12 @@ RocksDbStateStore::RocksDbStateStore(RocksDbOptions options, std::unique_ptr<roc
                                      std::map<std::string, rocksdb::ColumnFamilyHandle*> families,
                                      rocksdb::ColumnFamilyOptions cf_options,
                                      std::shared_ptr<RetentionFilterFactory> retention,
-                                     std::shared_ptr<rocksdb::Statistics> statistics)
+                                     std::shared_ptr<rocksdb::Statistics> statistics,
+                                     std::unique_ptr<rocksdb::Env> env,
+                                     rocksdb::DBOptions db_options)
     : options_(std::move(options)),
+      env_(std::move(env)),
+      db_options_(std::move(db_options)),
       db_(std::move(db)),
       cf_options_(std::move(cf_options)),
       retention_(std::move(retention)),
@@ -193,10 +205,55 @@ RocksDbStateStore::RocksDbStateStore(RocksDbOptions options, std::unique_ptr<roc
       families_(std::move(families)) {}
 
 RocksDbStateStore::~RocksDbStateStore() {
+  if (!db_) return;
   db_->FlushWAL(true).PermitUncheckedError();  // best effort at close; commits already synced
   for (auto& [name, handle] : families_)
     db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
   db_->Close().PermitUncheckedError();
+}
+
+Status RocksDbStateStore::Recover() {
+  if (!write_failed_.load()) return Status::OK();
+  // The last write failed (a full or failing disk) and RocksDB stopped writing: reopen;
+  // while the disk is still in trouble this fails and the caller's batch is retried later.
+  std::unique_lock reopen(db_mu_);
+  if (!write_failed_.load()) return Status::OK();
+  if (Status st = ReopenLocked(); !st.ok()) {
+    return Status::Unavailable(
+        fmt::format("state: writes stopped after a disk error; reopening: {}", st.message()));
+  }
+  write_failed_ = false;
+  return Status::OK();
+}
+
+Status RocksDbStateStore::Usable() const {
+  if (db_) return Status::OK();
+  return Status::Unavailable("state: the database is closed after a disk error (retrying)");
+}
+
+Status RocksDbStateStore::ReopenLocked() {
+  if (db_) {
+    for (auto& [name, handle] : families_) {
+      db_->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    }
+    families_.clear();
+    db_->Close().PermitUncheckedError();
+    db_.reset();
+  }
+  std::vector<std::string> names;
+  RETURN_NOT_OK(FromRocks(rocksdb::DB::ListColumnFamilies(db_options_, options_.path, &names),
+                          "reopen state " + options_.path));
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, cf_options_);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  RETURN_NOT_OK(
+      FromRocks(rocksdb::DB::Open(db_options_, options_.path, descriptors, &handles, &raw),
+                "reopen state " + options_.path));
+  db_.reset(raw);
+  std::lock_guard lock(families_mu_);
+  for (size_t i = 0; i < handles.size(); ++i) families_[names[i]] = handles[i];
+  return Status::OK();
 }
 
 Status RocksDbStateStore::LoadRetention() {
@@ -226,6 +283,9 @@ Result<rocksdb::ColumnFamilyHandle*> RocksDbStateStore::Family(const std::string
 
 Result<std::optional<std::string>> RocksDbStateStore::Get(const std::string& ns,
                                                           const std::string& key) {
+  RETURN_NOT_OK(Recover());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
   if (cf == nullptr) return std::optional<std::string>();
   std::string value;
@@ -238,6 +298,9 @@ Result<std::optional<std::string>> RocksDbStateStore::Get(const std::string& ns,
 Status RocksDbStateStore::Scan(
     const std::string& ns, const std::string& begin, const std::string& end,
     const std::function<bool(const std::string&, const std::string&)>& fn) {
+  RETURN_NOT_OK(Recover());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
   if (cf == nullptr) return Status::OK();
   rocksdb::ReadOptions read;
@@ -251,9 +314,12 @@ Status RocksDbStateStore::Scan(
 }
 
 Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
-  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(commit.ns, true));
   std::lock_guard lock(commit_mu_);  // one commit at a time: the batch id check stays true
-  ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommitted(commit.ns));
+  RETURN_NOT_OK(Recover());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(commit.ns, true));
+  ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommittedLocked(commit.ns));
   if (last && commit.batch_id.value() <= last->batch_id.value()) {
     return Status::FailedPrecondition(fmt::format("{}: commit of batch {} after batch {}",
                                                   commit.ns, commit.batch_id, last->batch_id));
@@ -276,13 +342,28 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   rocksdb::WriteOptions write;
   write.sync = options_.sync_commits;
   write.disableWAL = false;
-  RETURN_NOT_OK(FromRocks(db_->Write(write, &batch), "commit " + commit.ns));
+  if (rocksdb::Status w = db_->Write(write, &batch); !w.ok()) {
+    // Nothing of the batch is visible (the write is atomic): a retry redoes it all.
+    write_failed_ = true;
+    const std::string msg = fmt::format("commit {}: {}", commit.ns, w.ToString());
+    if (w.IsNoSpace()) return Status::ResourceExhausted(msg);
+    if (w.IsIOError()) return Status::Unavailable(msg);
+    return FromRocks(w, "commit " + commit.ns);
+  }
   CrashPoint("after_state_commit");
   if (commit.expire_before_ms != INT64_MIN) retention_->Set(cf->GetID(), commit.expire_before_ms);
   return Status::OK();
 }
 
 Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommitted(
+    const std::string& ns) {
+  RETURN_NOT_OK(Recover());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
+  return LastCommittedLocked(ns);
+}
+
+Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommittedLocked(
     const std::string& ns) {
   std::string value;
   rocksdb::Status s =
@@ -294,6 +375,13 @@ Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommitte
 }
 
 Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::AllCommitted() {
+  RETURN_NOT_OK(Recover());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
+  return AllCommittedLocked();
+}
+
+Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::AllCommittedLocked() {
   std::map<std::string, streaming::CommittedBatch> all;
   const std::string prefix = kBatchKeyPrefix;
   std::unique_ptr<rocksdb::Iterator> it(
@@ -307,9 +395,12 @@ Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::AllC
 }
 
 Status RocksDbStateStore::Reset(const std::string& ns) {
-  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, true));
   std::lock_guard lock(commit_mu_);
-  ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommitted(ns));
+  RETURN_NOT_OK(Recover());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, true));
+  ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommittedLocked(ns));
   // Every key's delete and the emptied batch record in one write: a crash leaves the old
   // state or the reset one.
   rocksdb::WriteBatch batch;
@@ -334,7 +425,9 @@ Status RocksDbStateStore::Reset(const std::string& ns) {
 Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::CreateCheckpoint(
     const std::string& dir) {
   std::lock_guard lock(commit_mu_);
-  ASSIGN_OR_RETURN(auto all, AllCommitted());
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
+  ASSIGN_OR_RETURN(auto all, AllCommittedLocked());
   rocksdb::Checkpoint* raw = nullptr;
   RETURN_NOT_OK(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "checkpoint"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
@@ -342,9 +435,15 @@ Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::Crea
   return all;
 }
 
-Status RocksDbStateStore::FlushWal() { return FromRocks(db_->FlushWAL(true), "flush WAL"); }
+Status RocksDbStateStore::FlushWal() {
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
+  return FromRocks(db_->FlushWAL(true), "flush WAL");
+}
 
 Status RocksDbStateStore::Compact(const std::string& ns) {
+  std::shared_lock db_lock(db_mu_);
+  RETURN_NOT_OK(Usable());
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
   if (cf == nullptr) return Status::OK();
   rocksdb::CompactRangeOptions options;
@@ -354,6 +453,8 @@ Status RocksDbStateStore::Compact(const std::string& ns) {
 
 NamespaceStats RocksDbStateStore::Stats(const std::string& ns) {
   NamespaceStats stats;
+  std::shared_lock db_lock(db_mu_);
+  if (!db_) return stats;
   auto cf = Family(ns, false);
   if (!cf.ok() || *cf == nullptr) return stats;
   uint64_t v = 0;

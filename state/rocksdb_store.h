@@ -15,9 +15,11 @@
 // CreateCheckpoint sees no commit half-done.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 
 #include <rocksdb/db.h>
@@ -32,6 +34,8 @@ struct RocksDbOptions {
   int64_t block_cache_bytes = 256 << 20;   // shared by all queries
   int64_t write_buffer_bytes = 128 << 20;  // total memtable budget, shared by all queries
   bool sync_commits = true;                // fsync the WAL at each commit (power-loss safety)
+  // Tests only: fail writes while this file exists (state/fault_fs.h; RUNNEL_DISK_FAULT_FILE).
+  std::string disk_fault_file;
 };
 
 // Size of one namespace, for the state probe.
@@ -78,19 +82,37 @@ class RocksDbStateStore final : public streaming::StateStore {
                     std::map<std::string, rocksdb::ColumnFamilyHandle*> families,
                     rocksdb::ColumnFamilyOptions cf_options,
                     std::shared_ptr<RetentionFilterFactory> retention,
-                    std::shared_ptr<rocksdb::Statistics> statistics);
+                    std::shared_ptr<rocksdb::Statistics> statistics,
+                    std::unique_ptr<rocksdb::Env> env, rocksdb::DBOptions db_options);
   // The family of `ns`, created on first use; nullptr with `create` false and none exists.
   Result<rocksdb::ColumnFamilyHandle*> Family(const std::string& ns, bool create);
   // Reads every namespace's expire_before cutoff into the retention filter (at open).
   Status LoadRetention();
+  // The callers hold db_mu_ (shared or exclusive).
+  Status Usable() const;
+  Result<std::optional<streaming::CommittedBatch>> LastCommittedLocked(const std::string& ns);
+  Result<std::map<std::string, streaming::CommittedBatch>> AllCommittedLocked();
+  // After a failed write RocksDB stops writing until the database is reopened (a failed WAL
+  // write cannot be resumed): close it and open it again. db_mu_ held exclusively; on
+  // failure db_ stays closed (every call answers Unavailable) and the next commit tries again.
+  Status ReopenLocked();
+  // Reopens the database when a write failed since (takes db_mu_ exclusively); called first
+  // by every method that uses it.
+  Status Recover();
 
   const RocksDbOptions options_;
-  std::unique_ptr<rocksdb::DB> db_;
+  const std::unique_ptr<rocksdb::Env> env_;  // the fault-injecting env, if any; outlives db_
+  const rocksdb::DBOptions db_options_;
+  // Shared by every use of db_ and of the family handles; exclusive to reopen the database.
+  // Lock order: commit_mu_, db_mu_, families_mu_.
+  mutable std::shared_mutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_;  // null only after a reopen failed
   const rocksdb::ColumnFamilyOptions cf_options_;
   const std::shared_ptr<RetentionFilterFactory> retention_;
   const std::shared_ptr<rocksdb::Statistics> statistics_;
-  std::mutex commit_mu_;    // serializes commits, resets and checkpoints
-  std::mutex families_mu_;  // guards families_ (handles live until the store closes)
+  std::mutex commit_mu_;                   // serializes commits, resets and checkpoints
+  std::atomic<bool> write_failed_{false};  // a write failed: the next call reopens the db
+  std::mutex families_mu_;                 // guards families_ (handles live until the store closes)
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <limits>
 
 #include <fmt/format.h>
@@ -17,6 +18,7 @@ namespace {
 
 using Partial = std::pair<std::string, AggRow>;
 constexpr int64_t kMaxEpochMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
+constexpr int64_t kSecondsBelow = 100'000'000'000;
 
 // What parsing one line produced.
 struct ParsedLine {
@@ -55,6 +57,21 @@ std::string FieldText(simdjson::dom::object& obj, const std::string& name, bool 
   }
 }
 
+// Whether a key appears twice at the top level (events have a handful of fields: a linear
+// scan over at most 32 keys; larger objects are not checked).
+bool HasDuplicateKey(simdjson::dom::object& obj) {
+  std::string_view keys[32];
+  size_t n = 0;
+  for (auto field : obj) {
+    if (n == std::size(keys)) return false;
+    for (size_t i = 0; i < n; ++i) {
+      if (keys[i] == field.key) return true;
+    }
+    keys[n++] = field.key;
+  }
+  return false;
+}
+
 bool IsNumeric(const AggregateSpec& spec) {
   return spec.kind == AggregateSpec::Kind::kSum || spec.kind == AggregateSpec::Kind::kMin ||
          spec.kind == AggregateSpec::Kind::kMax;
@@ -71,6 +88,8 @@ std::string EventTime(simdjson::dom::object& obj, const std::string& name, Event
   }
   int64_t ms = 0;
   if (value.get_int64().get(ms) == simdjson::SUCCESS) {
+    // Epoch seconds are common: below 10^11 (1973-03-03 in ms, year 5138 in s) means seconds.
+    if (ms >= 0 && ms < kSecondsBelow) ms *= 1000;
     if (ms < 0 || ms > kMaxEpochMs) return "bad_timestamp";
     *out = ms;
     return "";
@@ -93,7 +112,7 @@ bool Holds(const FieldCondition& c, simdjson::dom::object& obj) {
 }
 
 ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
-                     const std::string& line) {
+                     EventTimeMs latest_allowed, const std::string& line) {
   ParsedLine result;
   if (line.find_first_not_of(" \t\r") == std::string::npos) {
     result.invalid_reason = "empty";
@@ -115,6 +134,10 @@ ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
     result.invalid_reason = "not_an_object";
     return result;
   }
+  if (HasDuplicateKey(obj)) {  // which one would count is anyone's guess: neither does
+    result.invalid_reason = "duplicate_field";
+    return result;
+  }
   for (const FieldCondition& c : opts.where) {
     if (!Holds(c, obj)) {
       result.filtered = true;
@@ -124,6 +147,10 @@ ParsedLine ParseLine(const AggregationOptions& opts, EventTimeMs watermark_now,
   EventTimeMs t = 0;
   if (std::string reason = EventTime(obj, opts.time_field, &t); !reason.empty()) {
     result.invalid_reason = reason;
+    return result;
+  }
+  if (t > latest_allowed) {
+    result.invalid_reason = "ts_in_future";
     return result;
   }
   std::vector<std::string> group(opts.group_by.size());
@@ -330,6 +357,10 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     next_watermark = watermark_;
   }
   const EventTimeMs watermark_now = next_watermark.current();
+  const EventTimeMs latest_allowed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count() +
+                                     options_->max_future_ms;
   auto opts = options_;
   engine::Context& ctx = lines.context();
   auto invalid = ctx.MakeAccumulator<std::map<std::string, int64_t>>(
@@ -350,7 +381,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   auto partials = lines
                       .FlatMap([=](std::string&& line) {
                         records.Add(1);
-                        ParsedLine parsed = ParseLine(*opts, watermark_now, line);
+                        ParsedLine parsed = ParseLine(*opts, watermark_now, latest_allowed, line);
                         if (!parsed.invalid_reason.empty()) {
                           invalid.Add({{parsed.invalid_reason, 1}});
                           if (keep_dead)

@@ -50,8 +50,11 @@ struct FieldCondition {
 struct AggregationOptions {
   std::string name;                   // query name: the state namespace and output directory
   std::vector<std::string> group_by;  // e.g. {"customer", "url"}
-  std::string time_field = "ts";      // ISO-8601 text or epoch milliseconds
-  WindowSpec window;                  // default: tumbling 1h
+  std::string time_field = "ts";      // ISO-8601 text, epoch ms, or epoch s (below 10^11)
+  // Event times further than this ahead of the wall clock are invalid ("ts_in_future"): one
+  // such record would move the watermark and make everything after it late.
+  int64_t max_future_ms = 86'400'000;
+  WindowSpec window;  // default: tumbling 1h
   int64_t allowed_lateness_ms = 0;
   std::vector<AggregateSpec> aggregates;
   std::vector<FieldCondition> where;  // records failing one are skipped (counted as filtered)

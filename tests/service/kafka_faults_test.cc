@@ -188,7 +188,8 @@ TEST(KafkaFaultsTest, RateControlCapsTheFirstBatchThenFollowsTheProcessingRate) 
   WriteText(dir.path() + "/q.yaml", config);
   Service service(dir.path() + "/q.yaml", dir.path() + "/log");
   ASSERT_TRUE(service.WaitReady());
-  // The first batch: 2000 records/s * 1 s over 4 partitions = 500 each.
+  // The first batch: 2000 records/s * 1 s over 4 partitions = at most 500 each (the fullest
+  // partition reads 500, the others the same share of their backlog).
   std::string metrics;
   ASSERT_TRUE(Eventually(
       [&] {
@@ -196,7 +197,8 @@ TEST(KafkaFaultsTest, RateControlCapsTheFirstBatchThenFollowsTheProcessingRate) 
         return SumOf(metrics, "runnel_batches_total") >= 1;
       },
       seconds(30)));
-  EXPECT_EQ(SumOf(metrics, "runnel_records_total"), 2000) << metrics;
+  EXPECT_LE(SumOf(metrics, "runnel_records_total"), 2000) << metrics;
+  EXPECT_GT(SumOf(metrics, "runnel_records_total"), 1000) << metrics;
   // Batches are far faster than 2000 records/s here: the rate rises and the rest follows.
   EXPECT_TRUE(
       Eventually([&] { return Scrape(service, "runnel_records_total") == 11000; }, seconds(30)));
