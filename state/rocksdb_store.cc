@@ -143,6 +143,9 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
   db_options.create_if_missing = false;
   db_options.create_missing_column_families = true;
   db_options.paranoid_checks = true;
+  // No background auto-resume after a write error: the store itself reopens the database
+  // (Recover), and RocksDB's resume thread racing that reopen can block Close.
+  db_options.max_bgerror_resume_count = 0;
   db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
       static_cast<size_t>(options.write_buffer_bytes));
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;

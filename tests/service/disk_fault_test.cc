@@ -50,9 +50,7 @@ TEST_P(DiskFaultServiceTest, QueryPausesWhileStateWritesFailAndResumesExactly) {
   EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Faults, DiskFaultServiceTest,
-    ::testing::Values("enospc"));  // not yet "eio": the service does not resume (see README)
+INSTANTIATE_TEST_SUITE_P(Faults, DiskFaultServiceTest, ::testing::Values("enospc", "eio"));
 
 }  // namespace
 }  // namespace runnel::testing

@@ -86,8 +86,7 @@ TEST_P(DiskFaultTest, CommitsFailTransientlyWhileTheDiskFailsAndResumeAfter) {
   EXPECT_EQ(store->LastCommitted("q").value()->batch_id, BatchId(2));
 }
 
-// Not yet "eio": after an EIO RocksDB can hang while the store reopens (see README).
-INSTANTIATE_TEST_SUITE_P(Faults, DiskFaultTest, ::testing::Values("enospc"));
+INSTANTIATE_TEST_SUITE_P(Faults, DiskFaultTest, ::testing::Values("enospc", "eio"));
 
 TEST_F(RocksDbStoreTest, BatchIdsMustIncrease) {
   auto store = Open();
