@@ -229,6 +229,12 @@ Status RocksDbStateStore::Recover() {
   return Status::OK();
 }
 
+Status RocksDbStateStore::LockDb(std::shared_lock<std::shared_mutex>& lock) {
+  RETURN_NOT_OK(Recover());
+  lock = std::shared_lock(db_mu_);
+  return Usable();
+}
+
 Status RocksDbStateStore::Usable() const {
   if (db_) return Status::OK();
   return Status::Unavailable("state: the database is closed after a disk error (retrying)");
@@ -286,9 +292,8 @@ Result<rocksdb::ColumnFamilyHandle*> RocksDbStateStore::Family(const std::string
 
 Result<std::optional<std::string>> RocksDbStateStore::Get(const std::string& ns,
                                                           const std::string& key) {
-  RETURN_NOT_OK(Recover());
-  std::shared_lock db_lock(db_mu_);
-  RETURN_NOT_OK(Usable());
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
   if (cf == nullptr) return std::optional<std::string>();
   std::string value;
@@ -301,9 +306,8 @@ Result<std::optional<std::string>> RocksDbStateStore::Get(const std::string& ns,
 Status RocksDbStateStore::Scan(
     const std::string& ns, const std::string& begin, const std::string& end,
     const std::function<bool(const std::string&, const std::string&)>& fn) {
-  RETURN_NOT_OK(Recover());
-  std::shared_lock db_lock(db_mu_);
-  RETURN_NOT_OK(Usable());
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
   if (cf == nullptr) return Status::OK();
   rocksdb::ReadOptions read;
@@ -318,9 +322,8 @@ Status RocksDbStateStore::Scan(
 
 Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   std::lock_guard lock(commit_mu_);  // one commit at a time: the batch id check stays true
-  RETURN_NOT_OK(Recover());
-  std::shared_lock db_lock(db_mu_);
-  RETURN_NOT_OK(Usable());
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(commit.ns, true));
   ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommittedLocked(commit.ns));
   if (last && commit.batch_id.value() <= last->batch_id.value()) {
@@ -360,9 +363,8 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
 
 Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommitted(
     const std::string& ns) {
-  RETURN_NOT_OK(Recover());
-  std::shared_lock db_lock(db_mu_);
-  RETURN_NOT_OK(Usable());
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
   return LastCommittedLocked(ns);
 }
 
@@ -378,9 +380,8 @@ Result<std::optional<streaming::CommittedBatch>> RocksDbStateStore::LastCommitte
 }
 
 Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::AllCommitted() {
-  RETURN_NOT_OK(Recover());
-  std::shared_lock db_lock(db_mu_);
-  RETURN_NOT_OK(Usable());
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
   return AllCommittedLocked();
 }
 
@@ -399,9 +400,8 @@ Result<std::map<std::string, streaming::CommittedBatch>> RocksDbStateStore::AllC
 
 Status RocksDbStateStore::Reset(const std::string& ns) {
   std::lock_guard lock(commit_mu_);
-  RETURN_NOT_OK(Recover());
-  std::shared_lock db_lock(db_mu_);
-  RETURN_NOT_OK(Usable());
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, true));
   ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommittedLocked(ns));
   // Every key's delete and the emptied batch record in one write: a crash leaves the old

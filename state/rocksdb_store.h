@@ -99,6 +99,8 @@ class RocksDbStateStore final : public streaming::StateStore {
   // Reopens the database when a write failed since (takes db_mu_ exclusively); called first
   // by every method that uses it.
   Status Recover();
+  // Recover(), then `lock` holds db_mu_ shared; OK when the database is open.
+  Status LockDb(std::shared_lock<std::shared_mutex>& lock);
 
   const RocksDbOptions options_;
   const std::unique_ptr<rocksdb::Env> env_;  // the fault-injecting env, if any; outlives db_
