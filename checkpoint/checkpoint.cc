@@ -56,6 +56,7 @@ Status ScanFile(const std::string& path, bool sync, uint64_t* size, uint32_t* cr
   RETURN_NOT_OK(ReadFileChunks(path, [&](std::string_view chunk) {
     accumulator.process_bytes(chunk.data(), chunk.size());
     *size += chunk.size();
+    return true;
   }));
   *crc = accumulator.checksum();
   return sync ? SyncPath(path) : Status::OK();
@@ -142,6 +143,13 @@ Result<v1::Manifest> DecodeManifest(std::string_view bytes) {
   if (manifest.format_version() != kManifestFormatVersion) {
     return Status::Corruption(
         fmt::format("manifest: unknown format version {}", manifest.format_version()));
+  }
+  for (const v1::FileEntry& f : manifest.files()) {  // a name must stay inside db/
+    const fs::path name(f.name());
+    if (f.name().empty() || name.is_absolute() ||
+        std::any_of(name.begin(), name.end(), [](const fs::path& part) { return part == ".."; })) {
+      return Status::Corruption(fmt::format("manifest: file name {:?} is outside db/", f.name()));
+    }
   }
   return manifest;
 }

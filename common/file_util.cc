@@ -59,7 +59,7 @@ Status SyncPath(const std::string& path) {
   return Status::OK();
 }
 
-Status ReadFileChunks(const std::string& path, const std::function<void(std::string_view)>& chunk) {
+Status ReadFileChunks(const std::string& path, const std::function<bool(std::string_view)>& chunk) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open " + path, errno);
   std::string buf(1 << 16, '\0');
@@ -71,16 +71,23 @@ Status ReadFileChunks(const std::string& path, const std::function<void(std::str
       ::close(fd);
       return Status::FromErrno("read " + path, err);
     }
-    if (n == 0) break;
-    chunk(std::string_view(buf.data(), static_cast<size_t>(n)));
+    if (n == 0 || !chunk(std::string_view(buf.data(), static_cast<size_t>(n)))) break;
   }
   ::close(fd);
   return Status::OK();
 }
 
-Result<std::string> ReadFile(const std::string& path) {
+Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   std::string out;
-  RETURN_NOT_OK(ReadFileChunks(path, [&out](std::string_view chunk) { out += chunk; }));
+  bool too_long = false;
+  RETURN_NOT_OK(ReadFileChunks(path, [&](std::string_view chunk) {
+    too_long = chunk.size() > max_bytes - out.size();
+    if (!too_long) out += chunk;
+    return !too_long;
+  }));
+  if (too_long) {
+    return Status::ResourceExhausted(fmt::format("{} is longer than {} bytes", path, max_bytes));
+  }
   return out;
 }
 

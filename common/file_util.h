@@ -1,6 +1,7 @@
 // Small file helpers with Status errors, shared by every module that writes files.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -17,9 +18,12 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, bo
 // fsync of a file or directory (a directory: so renames and new entries in it are durable).
 Status SyncPath(const std::string& path);
 
-Result<std::string> ReadFile(const std::string& path);
-// Reads `path` front to back, handing each chunk (up to 64 KiB) to `chunk`.
-Status ReadFileChunks(const std::string& path, const std::function<void(std::string_view)>& chunk);
+// The whole file; ResourceExhausted when it holds more than `max_bytes` (a config or secret
+// named by mistake as /dev/zero or a log file must not eat the memory).
+Result<std::string> ReadFile(const std::string& path, size_t max_bytes = SIZE_MAX);
+// Reads `path` front to back, handing each chunk (up to 64 KiB) to `chunk`; stops early (OK)
+// when `chunk` returns false.
+Status ReadFileChunks(const std::string& path, const std::function<bool(std::string_view)>& chunk);
 
 // Creates `dir` and its parents if missing.
 Status MakeDirs(const std::string& dir);

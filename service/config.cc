@@ -17,6 +17,10 @@ namespace {
 
 using streaming::AggregateSpec;
 
+// Bounds on what the config reads: a path mistyped as a device or a log file fails cleanly.
+constexpr size_t kMaxConfigBytes = 16 << 20;
+constexpr size_t kMaxSecretBytes = 64 << 10;
+
 // Replaces ${VAR} and ${VAR:-default} in `text`; reports unset variables without a default.
 std::string Interpolate(const std::string& text, const std::string& file,
                         std::vector<ConfigError>* errors) {
@@ -176,7 +180,7 @@ class Validator {
     String(n, "http_listen", &c->http_listen);
     String(n, "state_dir", &c->state_dir);
     if (String(n, "http_token_file", &c->http_token_file)) {
-      auto token = ReadFile(c->http_token_file);
+      auto token = ReadFile(c->http_token_file, kMaxSecretBytes);
       if (!token.ok()) {
         Error(n["http_token_file"], fmt::format("cannot read http_token_file {}: {}",
                                                 c->http_token_file, token.status().message()));
@@ -528,13 +532,18 @@ std::optional<int64_t> ParseSize(std::string_view text) {
 }
 
 Result<Config> LoadConfig(const std::string& path, std::vector<ConfigError>* errors) {
-  auto text = ReadFile(path);
+  auto text = ReadFile(path, kMaxConfigBytes);
   if (!text.ok()) {
     errors->push_back(
         {path, 1, 1, fmt::format("cannot read the config: {}", text.status().message())});
     return Status::InvalidArgument("invalid config");
   }
-  const std::string expanded = Interpolate(*text, path, errors);
+  return ParseConfig(*text, path, errors);
+}
+
+Result<Config> ParseConfig(const std::string& text, const std::string& path,
+                           std::vector<ConfigError>* errors) {
+  const std::string expanded = Interpolate(text, path, errors);
   YAML::Node root;
   try {
     root = YAML::Load(expanded);

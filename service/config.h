@@ -91,6 +91,9 @@ struct Config {
 
 // Loads and validates `path`. On failure, every problem found (not just the first).
 Result<Config> LoadConfig(const std::string& path, std::vector<ConfigError>* errors);
+// The same for a config's text; `path` only names it in errors.
+Result<Config> ParseConfig(const std::string& text, const std::string& path,
+                           std::vector<ConfigError>* errors);
 
 // "500ms", "10s", "5m", "1h", "2d" -> milliseconds.
 std::optional<int64_t> ParseDuration(std::string_view text);

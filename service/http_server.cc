@@ -1,6 +1,7 @@
 #include "service/http_server.h"
 
 #include <fmt/format.h>
+#include <simdjson.h>
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
 #include <boost/url.hpp>
@@ -23,10 +24,36 @@ HttpResponse Route(const HttpHandler& handler, const http::request<http::string_
   if (!target) return {400, "text/plain; charset=utf-8", "bad request target\n"};
   r.path = target->path();
   for (const auto& p : target->params()) r.params[p.key] = p.has_value ? p.value : "";
+  // Names and values the API echoes into JSON must be text: %-escapes may decode to anything.
+  auto text = [](const std::string& s) { return simdjson::validate_utf8(s.data(), s.size()); };
+  bool valid = text(r.path);
+  for (const auto& [k, v] : r.params) valid = valid && text(k) && text(v);
+  if (!valid) return {400, "text/plain; charset=utf-8", "bad request target: not UTF-8\n"};
   if (auto it = req.find(http::field::authorization); it != req.end()) {
     r.authorization = std::string(it->value());
   }
   return handler(r);
+}
+
+// What a connection gets for a request the parser ended with `ec`: an error status for a
+// malformed or oversized request, else the handler's answer (500 if it throws).
+HttpResponse Respond(const HttpHandler& handler, beast::error_code ec,
+                     const http::request<http::string_body>& req) {
+  if (ec) {
+    return {ec == http::error::header_limit || ec == http::error::body_limit ? 431 : 400,
+            "text/plain; charset=utf-8", fmt::format("bad request: {}\n", ec.message())};
+  }
+  try {
+    return Route(handler, req);
+  } catch (const std::exception& e) {
+    Logger("http")->error("handler threw: {}", e.what());
+    return {500, "text/plain; charset=utf-8", "internal error\n"};
+  }
+}
+
+void LimitParser(const HttpServerOptions& options, http::request_parser<http::string_body>* p) {
+  p->header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+  p->body_limit(options.max_body_bytes);
 }
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -39,8 +66,7 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void Read() {
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
-    parser_->body_limit(options_.max_body_bytes);
+    LimitParser(options_, &*parser_);
     stream_.expires_after(std::chrono::seconds(options_.timeout_seconds));
     http::async_read(
         stream_, buffer_, *parser_,
@@ -53,21 +79,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return Close();
     }
     http::request<http::string_body> req;
-    HttpResponse out;
-    bool keep_alive = false;
-    if (ec) {
-      out = {ec == http::error::header_limit || ec == http::error::body_limit ? 431 : 400,
-             "text/plain; charset=utf-8", fmt::format("bad request: {}\n", ec.message())};
-    } else {
-      req = parser_->release();
-      keep_alive = req.keep_alive();
-      try {
-        out = Route(handler_, req);
-      } catch (const std::exception& e) {
-        out = {500, "text/plain; charset=utf-8", "internal error\n"};
-        Logger("http")->error("handler threw: {}", e.what());
-      }
-    }
+    if (!ec) req = parser_->release();
+    const bool keep_alive = !ec && req.keep_alive();
+    HttpResponse out = Respond(handler_, ec, req);
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(out.status), 11);
     res->set(http::field::server, "runnel");
@@ -159,6 +173,25 @@ void HttpServer::Stop() {
   impl_->io.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+}
+
+HttpResponse AnswerRequest(std::string_view bytes, const HttpServerOptions& options,
+                           const HttpHandler& handler) {
+  http::request_parser<http::string_body> parser;
+  LimitParser(options, &parser);
+  beast::error_code ec;
+  while (!bytes.empty() && !ec && !parser.is_done()) {
+    const size_t used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec == http::error::need_more) {
+      ec = {};
+      if (used == 0) break;  // the rest is an incomplete piece: the connection would wait
+    }
+    bytes.remove_prefix(used);
+  }
+  if (!ec && !parser.is_done()) parser.put_eof(ec);  // the client closed its side
+  http::request<http::string_body> req;
+  if (!ec) req = parser.release();
+  return Respond(handler, ec, req);
 }
 
 }  // namespace runnel::service

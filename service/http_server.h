@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -39,6 +40,11 @@ struct HttpServerOptions {
   size_t max_body_bytes = 64 << 10;
   int timeout_seconds = 10;
 };
+
+// The answer a connection gets after sending `bytes` and closing its side: the server's
+// parsing, limits and error statuses without a socket (for tests and fuzzing).
+HttpResponse AnswerRequest(std::string_view bytes, const HttpServerOptions& options,
+                           const HttpHandler& handler);
 
 class HttpServer {
  public:

@@ -5,36 +5,20 @@
 // from the same events written to a file: page views per (customer, url, hour). Prints
 //   chaos: kills=K lost=L duplicated=D max_key_diff=M ready_p50=..s ready_p99=..s
 // and requires L = D = M = 0 (and every record equal to the file run's).
-#include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <map>
 #include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
-#include "tests/service/service_test_util.h"
+#include "tests/chaos/chaos_util.h"
 
 namespace runnel::testing {
 namespace {
 
-// Page views per output _id ("URL|CUSTOMER|HOUR:00:00"), straight from the events.
-std::map<std::string, int64_t> PageViewsFromEvents(const std::string& path) {
-  std::map<std::string, int64_t> views;
-  for (const std::string& line : ReadLines(path)) {
-    const auto v = boost::json::parse(line).as_object();
-    const std::string ts(v.at("ts").as_string());
-    views[std::string(v.at("url").as_string()) + "|" + std::string(v.at("customer").as_string()) +
-          "|" + ts.substr(0, 13) + ":00:00"]++;
-  }
-  return views;
-}
-
 TEST(ChaosTest, SigkillLoopWithBrokerAndGeneratorLosesAndDuplicatesNothing) {
-  const char* env = std::getenv("RUNNEL_CHAOS_KILLS");  // NOLINT(concurrency-mt-unsafe)
-  const int kills = env != nullptr ? std::atoi(env) : 20;
+  const int kills = EnvInt("RUNNEL_CHAOS_KILLS", 20);
   constexpr int kEvents = 300000;
   Broker broker({"clicks:16"});
   TempDir dir;
@@ -73,34 +57,16 @@ TEST(ChaosTest, SigkillLoopWithBrokerAndGeneratorLosesAndDuplicatesNothing) {
       RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
   ASSERT_EQ(caught_up.exit_code, 0) << caught_up.err;
 
-  const auto truth = PageViewsFromEvents(dir.path() + "/events.jsonl");
-  const auto got = SinkContent(dir.path());
-  int64_t lost = 0, duplicated = 0, max_diff = 0;
-  for (const auto& [id, want] : truth) {
-    auto it = got.find(id);
-    const int64_t have =
-        it == got.end() ? 0 : it->second.at("metrics").at("page_views").to_number<int64_t>();
-    lost += std::max<int64_t>(0, want - have);
-    duplicated += std::max<int64_t>(0, have - want);
-    max_diff = std::max(max_diff, std::abs(have - want));
-  }
-  for (const auto& [id, row] : got) {
-    if (!truth.count(id)) duplicated += row.at("metrics").at("page_views").to_number<int64_t>();
-  }
-  std::sort(ready_seconds.begin(), ready_seconds.end());
-  auto pct = [&](double q) {
-    return ready_seconds.empty()
-               ? 0.0
-               : ready_seconds[std::min(ready_seconds.size() - 1,
-                                        static_cast<size_t>(q * ready_seconds.size()))];
-  };
+  const Exactness e =
+      Compare(PageViewsFromEvents(dir.path() + "/events.jsonl"), SinkContent(dir.path()));
   std::printf(
       "chaos: kills=%d lost=%ld duplicated=%ld max_key_diff=%ld ready_p50=%.2fs "
       "ready_p99=%.2fs\n",
-      kills, lost, duplicated, max_diff, pct(0.5), pct(0.99));
-  EXPECT_EQ(lost, 0);
-  EXPECT_EQ(duplicated, 0);
-  EXPECT_EQ(max_diff, 0);
+      kills, e.lost, e.duplicated, e.max_key_diff, Quantile(ready_seconds, 0.5),
+      Quantile(ready_seconds, 0.99));
+  EXPECT_EQ(e.lost, 0);
+  EXPECT_EQ(e.duplicated, 0);
+  EXPECT_EQ(e.max_key_diff, 0);
 }
 
 }  // namespace

@@ -86,6 +86,19 @@ TEST(ManifestTest, RefusesAnUnknownFormatVersion) {
   EXPECT_EQ(DecodeManifest(EncodeManifest(m)).status().code(), StatusCode::kCorruption);
 }
 
+TEST(ManifestTest, RefusesFileNamesOutsideTheCheckpoint) {
+  // A manifest with a valid CRC can still be crafted: Verify must never read outside db/.
+  for (const char* name : {"../../etc/passwd", "/etc/passwd", "a/../../b", "..", ""}) {
+    v1::Manifest m = SampleManifest();
+    m.mutable_files(0)->set_name(name);
+    auto decoded = DecodeManifest(EncodeManifest(m));
+    EXPECT_EQ(decoded.status().code(), StatusCode::kCorruption) << name;
+  }
+  v1::Manifest fine = SampleManifest();
+  fine.mutable_files(0)->set_name("sub/..hidden.sst");  // ".." inside a name is a name
+  EXPECT_TRUE(DecodeManifest(EncodeManifest(fine)).ok());
+}
+
 TEST(ManifestTest, Crc32cIsCastagnoli) {
   // The standard check value of CRC-32C, and the same when fed in two pieces.
   EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);

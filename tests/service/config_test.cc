@@ -41,6 +41,8 @@ struct Case {
 
 const Case kCases[] = {
     {"unknown top-level key", "engine:", "engines:", 2, "unknown key 'engines'"},
+    {"token file that never ends", "log_format: text }",
+     "log_format: text, http_token_file: /dev/zero }", 1, "longer than 65536 bytes"},
     {"unknown key in a query", "    output_mode: update", "    output_mod: update", 18,
      "unknown key 'output_mod'"},
     {"bad duration", "batch_interval: 1s", "batch_interval: soon", 9, "not a duration"},

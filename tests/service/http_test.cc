@@ -9,10 +9,12 @@
 #include <chrono>
 #include <fstream>
 #include <regex>
+#include <stdexcept>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "service/http_server.h"
 #include "tests/service/service_test_util.h"
 
 extern char** environ;
@@ -122,6 +124,40 @@ TEST(HttpTest, ABearerTokenGuardsTheQueryApiButNotMetricsOrProbes) {
   EXPECT_EQ(Code(Get(service.Url("/metrics"))), 200);
   EXPECT_EQ(Code(Get(service.Url("/livez"))), 200);
   EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
+}
+
+TEST(HttpTest, AnswerRequestParsesLikeTheServerWithItsLimits) {
+  int calls = 0;
+  const service::HttpHandler echo = [&](const service::HttpRequest& req) {
+    ++calls;
+    return service::HttpResponse{
+        200, "text/plain",
+        req.method + " " + req.path + " " + req.params.at("q") + " " + req.authorization};
+  };
+  const service::HttpServerOptions options{.max_header_bytes = 256, .max_body_bytes = 16};
+  auto ok = service::AnswerRequest("GET /a%20b?q=x%2By HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n",
+                                   options, echo);
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.body, "GET /a b x+y Bearer t");
+  EXPECT_EQ(service::AnswerRequest("NOT HTTP\r\n\r\n", options, echo).status, 400);
+  EXPECT_EQ(service::AnswerRequest("GET / HTTP/1.1\r\nHost: x", options, echo).status, 400)
+      << "a request cut short";
+  const std::string big_header = "GET / HTTP/1.1\r\nX: " + std::string(300, 'a') + "\r\n\r\n";
+  EXPECT_EQ(service::AnswerRequest(big_header, options, echo).status, 431);
+  EXPECT_EQ(
+      service::AnswerRequest("POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b'),
+                             options, echo)
+          .status,
+      431);
+  EXPECT_EQ(service::AnswerRequest("GET http://[::1 HTTP/1.1\r\n\r\n", options, echo).status, 400);
+  EXPECT_EQ(service::AnswerRequest("GET /v1/queries/a%DD HTTP/1.1\r\n\r\n", options, echo).status,
+            400)
+      << "found by http_fuzz: a %-escape that is not UTF-8 ended up in a JSON error";
+  EXPECT_EQ(calls, 1) << "the handler sees only well-formed requests";
+  const service::HttpHandler throws = [](const service::HttpRequest&) -> service::HttpResponse {
+    throw std::runtime_error("boom");
+  };
+  EXPECT_EQ(service::AnswerRequest("GET / HTTP/1.1\r\n\r\n", options, throws).status, 500);
 }
 
 }  // namespace

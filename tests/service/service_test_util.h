@@ -190,6 +190,7 @@ class Service {
     return -1;
   }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   // Waits until /readyz answers 200 (a Kafka source has joined its group); false on timeout.
   bool WaitReady(std::chrono::seconds timeout = std::chrono::seconds(60)) const {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
