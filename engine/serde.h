@@ -174,8 +174,8 @@ struct AssociativeSerde {
   static size_t MemorySize(const C& v) { return serde_internal::RangeMemorySize(v, 32); }
 };
 
-template <typename K, typename V>
-struct Serde<std::map<K, V>> : AssociativeSerde<std::map<K, V>, std::pair<K, V>> {};
+template <typename K, typename V, typename Less>
+struct Serde<std::map<K, V, Less>> : AssociativeSerde<std::map<K, V, Less>, std::pair<K, V>> {};
 template <typename K, typename V>
 struct Serde<std::unordered_map<K, V>>
     : AssociativeSerde<std::unordered_map<K, V>, std::pair<K, V>> {};

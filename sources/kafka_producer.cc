@@ -13,9 +13,20 @@
 namespace runnel::sources {
 namespace {
 
+// Delivery reports (on the producing thread, inside rd_kafka_poll/flush).
+struct Deliveries {
+  std::atomic<int64_t>* produced = nullptr;  // the caller's counter, may be null
+  int64_t failed = 0;
+  rd_kafka_resp_err_t first_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+};
+
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
-  auto* produced = static_cast<std::atomic<int64_t>*>(opaque);
-  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR && produced != nullptr) ++*produced;
+  auto* d = static_cast<Deliveries*>(opaque);
+  if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (d->failed++ == 0) d->first_error = msg->err;
+  } else if (d->produced != nullptr) {
+    ++*d->produced;
+  }
 }
 
 }  // namespace
@@ -30,7 +41,8 @@ Status ProduceEvents(const GeneratorOptions& gen, const ProduceOptions& options,
                                  "producer"));
   char errstr[512];
   rd_kafka_conf_set_dr_msg_cb(conf, OnDelivery);
-  rd_kafka_conf_set_opaque(conf, produced);
+  Deliveries deliveries{.produced = produced};
+  rd_kafka_conf_set_opaque(conf, &deliveries);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
   if (rk == nullptr) return Status::InvalidArgument(fmt::format("producer: {}", errstr));
 
@@ -73,6 +85,11 @@ Status ProduceEvents(const GeneratorOptions& gen, const ProduceOptions& options,
   const rd_kafka_resp_err_t flushed = rd_kafka_flush(rk, 60000);
   if (st.ok() && flushed != RD_KAFKA_RESP_ERR_NO_ERROR) {
     st = Status::Unavailable(fmt::format("flush: {}", rd_kafka_err2str(flushed)));
+  }
+  if (st.ok() && deliveries.failed > 0) {  // a generator is a source of truth: say so
+    st = Status::Unavailable(fmt::format("{} messages were not delivered (first error: {})",
+                                         deliveries.failed,
+                                         rd_kafka_err2str(deliveries.first_error)));
   }
   rd_kafka_destroy(rk);
   return st;

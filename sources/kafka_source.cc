@@ -27,6 +27,7 @@ Status FromKafka(rd_kafka_resp_err_t err, std::string_view what) {
     case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
       return Status::Unavailable(msg);
     case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:  // out of range, and auto.offset.reset=error
       return Status::OutOfRange(msg);
     default:
       return Status::IOError(msg);
@@ -602,6 +603,15 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
       Status fetch = FromKafka(err, fmt::format("fetch {}/{}", range.topic, range.partition));
       if (fetch.code() == StatusCode::kUnavailable) continue;  // transient: librdkafka retries
       consumer->next = -1;
+      if (fetch.code() == StatusCode::kOutOfRange) {
+        // The log lost the range's start after the batch was planned (retention). Failing the
+        // batch transiently makes it planned again, where on_data_loss decides: stop, or skip
+        // to the log start and count what was lost.
+        st = Status::Unavailable(fmt::format(
+            "{}/{}: offsets from {} left the log while the batch read them; planning again ({})",
+            range.topic, range.partition, range.from, fetch.message()));
+        break;
+      }
       st = std::move(fetch);
       break;
     }

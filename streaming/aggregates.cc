@@ -26,6 +26,10 @@ void InsertHash(uint64_t h, std::vector<uint64_t>* hashes) {
 
 void UnionInto(const std::vector<uint64_t>& from, std::vector<uint64_t>* into) {
   if (from.empty()) return;
+  if (from.size() <= 4) {  // one record's worth (the map-side combine): insert in place
+    for (uint64_t h : from) InsertHash(h, into);
+    return;
+  }
   std::vector<uint64_t> merged;
   merged.reserve(from.size() + into->size());
   std::set_union(into->begin(), into->end(), from.begin(), from.end(), std::back_inserter(merged));
@@ -61,7 +65,7 @@ double HllEstimate(int p, const std::vector<uint8_t>& registers) {
   return estimate;
 }
 
-void CapTopK(int top_k, std::map<std::string, int64_t>* values) {
+void CapTopK(int top_k, ValueCounts* values) {
   if (top_k <= 0 || static_cast<int>(values->size()) <= top_k + 1) return;
   int64_t other = 0;
   if (auto it = values->find("__other__"); it != values->end()) {
@@ -125,8 +129,12 @@ Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell
       return Status::OK();
     }
     case Kind::kCountValues:
-      ++cell->values[std::string(value)];
-      CapTopK(spec.top_k, &cell->values);
+      if (auto it = cell->values.find(value); it != cell->values.end()) {
+        ++it->second;
+      } else {
+        cell->values.emplace(value, 1);
+        CapTopK(spec.top_k, &cell->values);
+      }
       return Status::OK();
     case Kind::kSum:
     case Kind::kMin:
@@ -185,6 +193,13 @@ void Merge(const AggregateSpec& spec, const AggCell& from, AggCell* into) {
       }
       into->has_number = true;
       return;
+  }
+}
+
+void AddRecord(const std::vector<AggregateSpec>& specs, const RecordValues& values, AggRow* row) {
+  if (row->empty()) row->resize(specs.size());
+  for (size_t i = 0; i < specs.size() && i < values.size(); ++i) {
+    AddValue(specs[i], values[i], &(*row)[i]).IgnoreError();  // validated when parsed
   }
 }
 

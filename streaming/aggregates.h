@@ -40,14 +40,17 @@ struct AggregateSpec {
 // The config name of a kind: count, count_distinct, approx_distinct, count_values, sum, ...
 std::string_view AggregateKindName(AggregateSpec::Kind kind);
 
+// count_values: occurrences per value (looked up by string_view without a copy).
+using ValueCounts = std::map<std::string, int64_t, std::less<>>;
+
 // One aggregate's partial value. Which members are used depends on the spec's kind.
 struct AggCell {
-  int64_t count = 0;                      // count
-  double number = 0;                      // sum / min / max
-  bool has_number = false;                // min / max: whether `number` holds a value
-  std::vector<uint64_t> hashes;           // distinct (exact, or HLL while sparse): sorted, unique
-  std::vector<uint8_t> registers;         // HLL once dense: 2^p registers
-  std::map<std::string, int64_t> values;  // count_values
+  int64_t count = 0;               // count
+  double number = 0;               // sum / min / max
+  bool has_number = false;         // min / max: whether `number` holds a value
+  std::vector<uint64_t> hashes;    // distinct (exact, or HLL while sparse): sorted, unique
+  std::vector<uint8_t> registers;  // HLL once dense: 2^p registers
+  ValueCounts values;              // count_values
 
   bool operator==(const AggCell&) const = default;
 };
@@ -58,6 +61,14 @@ using AggRow = std::vector<AggCell>;
 // The contribution of one record with the given field value (numeric fields as text).
 // `value` is ignored for count. Errors when a numeric field does not parse.
 Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell);
+
+// One record's field values for a query's aggregates, in the spec order (numeric fields as
+// text, "" for count): what a key's row folds in with AddRecord.
+using RecordValues = std::vector<std::string>;
+
+// Adds one record to `row` (sized to `specs` when empty). The values must have been accepted
+// by AddValue already (ParseEvent does): a value AddValue refuses is skipped.
+void AddRecord(const std::vector<AggregateSpec>& specs, const RecordValues& values, AggRow* row);
 
 // Merges `from` into `into` (same spec).
 void Merge(const AggregateSpec& spec, const AggCell& from, AggCell* into);
@@ -84,17 +95,17 @@ struct runnel::engine::Serde<runnel::streaming::AggCell> {
     Serde<bool>::Write(c.has_number, out);
     Serde<std::vector<uint64_t>>::Write(c.hashes, out);
     Serde<std::vector<uint8_t>>::Write(c.registers, out);
-    Serde<std::map<std::string, int64_t>>::Write(c.values, out);
+    Serde<runnel::streaming::ValueCounts>::Write(c.values, out);
   }
   static bool Read(std::string_view* in, Cell* c) {
     return Serde<int64_t>::Read(in, &c->count) && Serde<double>::Read(in, &c->number) &&
            Serde<bool>::Read(in, &c->has_number) &&
            Serde<std::vector<uint64_t>>::Read(in, &c->hashes) &&
            Serde<std::vector<uint8_t>>::Read(in, &c->registers) &&
-           Serde<std::map<std::string, int64_t>>::Read(in, &c->values);
+           Serde<runnel::streaming::ValueCounts>::Read(in, &c->values);
   }
   static size_t MemorySize(const Cell& c) {
     return sizeof(Cell) + c.hashes.capacity() * 8 + c.registers.capacity() +
-           Serde<std::map<std::string, int64_t>>::MemorySize(c.values);
+           Serde<runnel::streaming::ValueCounts>::MemorySize(c.values);
   }
 };

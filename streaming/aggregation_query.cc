@@ -224,12 +224,23 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
                         }
                         return std::move(parsed.partials);
                       })
-                      .ReduceByKey(
-                          [opts](AggRow a, const AggRow& b) {
+                      // Map-side, each record folds straight into its key's row.
+                      .CombineByKey<AggRow>(
+                          [opts](RecordValues v) {
+                            AggRow row;
+                            AddRecord(opts->aggregates, v, &row);
+                            return row;
+                          },
+                          [opts](AggRow row, RecordValues v) {
+                            AddRecord(opts->aggregates, v, &row);
+                            return row;
+                          },
+                          [opts](AggRow a, AggRow b) {
                             MergeRow(opts->aggregates, b, &a);
                             return a;
                           },
-                          opts->shuffle_partitions);
+                          opts->shuffle_partitions, /*map_side_combine=*/true, "aggregate");
+  using Partial = std::pair<std::string, AggRow>;
   ASSIGN_OR_RETURN(std::vector<Partial> changed, partials.Collect());
   info->progress.lineage = partials.DebugString();
   std::sort(changed.begin(), changed.end(),

@@ -142,19 +142,17 @@ ParsedEvent ParseEvent(const AggregationOptions& opts, EventTimeMs watermark_now
       return result;
     }
   }
-  AggRow row(opts.aggregates.size());
-  std::string value;
+  RecordValues values(opts.aggregates.size());
   for (size_t i = 0; i < opts.aggregates.size(); ++i) {
     const AggregateSpec& spec = opts.aggregates[i];
-    value.clear();
-    if (!spec.field.empty()) {
-      if (std::string reason = FieldText(obj, spec.field, IsNumeric(spec), &value);
-          !reason.empty()) {
-        result.invalid_reason = reason;
-        return result;
-      }
+    if (spec.field.empty()) continue;
+    if (std::string reason = FieldText(obj, spec.field, IsNumeric(spec), &values[i]);
+        !reason.empty()) {
+      result.invalid_reason = reason;
+      return result;
     }
-    if (!AddValue(spec, value, &row[i]).ok()) {
+    AggCell scratch;  // numbers: what AddValue refuses (no allocation for these kinds)
+    if (IsNumeric(spec) && !AddValue(spec, values[i], &scratch).ok()) {
       result.invalid_reason = "bad_number";
       return result;
     }
@@ -165,7 +163,7 @@ ParsedEvent ParseEvent(const AggregationOptions& opts, EventTimeMs watermark_now
     const EventTimeMs end = opts.window.EndOf(windows[w]);
     if (watermark_now != Watermark::kNone && end <= watermark_now) continue;  // closed
     result.partials.emplace_back(EncodeStateKey(group, windows[w]),
-                                 w + 1 == windows.size() ? std::move(row) : row);
+                                 w + 1 == windows.size() ? std::move(values) : values);
   }
   result.late = result.partials.empty();
   return result;

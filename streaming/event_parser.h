@@ -1,6 +1,7 @@
-// ParseEvent: one input line of an aggregation query -> its partial aggregates, one per open
-// window of the record's event time, or the reason the record was skipped (invalid, filtered
-// by `where:`, late). Only the fields the query uses are read (simdjson DOM, a parser per
+// ParseEvent: one input line of an aggregation query -> its state keys, one per open window of
+// the record's event time, with the record's values for the aggregates (AddRecord folds them
+// into a key's row without a row per record), or the reason the record was skipped (invalid,
+// filtered by `where:`, late). Only the fields the query uses are read (simdjson DOM, a parser per
 // thread); a record whose top-level keys repeat is invalid ("duplicate_field").
 //
 // Thread safety: a pure function of its arguments; safe to call from any thread.
@@ -14,14 +15,12 @@
 
 namespace runnel::streaming {
 
-// A state key (see EncodeStateKey) and the record's contribution to it.
-using Partial = std::pair<std::string, AggRow>;
-
 struct ParsedEvent {
-  std::vector<Partial> partials;  // one per open window of the record
-  std::string invalid_reason;     // set when the record is invalid
-  bool late = false;              // every window of the record was closed
-  bool filtered = false;          // a `where:` condition left it out
+  // (state key, see EncodeStateKey; the record's values), one per open window of the record.
+  std::vector<std::pair<std::string, RecordValues>> partials;
+  std::string invalid_reason;  // set when the record is invalid
+  bool late = false;           // every window of the record was closed
+  bool filtered = false;       // a `where:` condition left it out
   EventTimeMs event_time = Watermark::kNone;
 };
 

@@ -63,14 +63,17 @@ void Check(const AggregationOptions& opts, const std::string& line) {
   FUZZ_CHECK(e.event_time >= 0 && e.event_time <= kNow);
   FUZZ_CHECK(e.late == e.partials.empty());
   FUZZ_CHECK(e.partials.size() <= opts.window.WindowsOf(e.event_time).size());
-  for (const auto& [key, row] : e.partials) {
+  for (const auto& [key, record] : e.partials) {
     std::vector<std::string> values;
     EventTimeMs start = 0;
     FUZZ_CHECK(DecodeStateKey(key, opts.group_by.size(), &values, &start).ok());
     FUZZ_CHECK(EncodeStateKey(values, start) == key);
     FUZZ_CHECK(start <= e.event_time && e.event_time < opts.window.EndOf(start));
     FUZZ_CHECK(opts.window.EndOf(start) > kWatermark);  // closed windows are never produced
-    FUZZ_CHECK(row.size() == opts.aggregates.size());
+    FUZZ_CHECK(record.size() == opts.aggregates.size());
+    runnel::streaming::AggRow row;
+    AddRecord(opts.aggregates, record, &row);
+    FUZZ_CHECK(runnel::streaming::DecodeRow(runnel::streaming::EncodeRow(row)).ok());
   }
 }
 

@@ -41,8 +41,10 @@ struct Api {
     for (const char* line :
          {R"({"customer":"c1","url":"/a","session_id":"s1","referrer":"x","ts":1000})",
           R"({"customer":"c1","url":"/b","session_id":"s2","referrer":"y","ts":7200000})"}) {
-      for (const auto& [key, row] :
+      for (const auto& [key, values] :
            rs::ParseEvent(o, rs::Watermark::kNone, INT64_MAX, line).partials) {
+        rs::AggRow row;
+        rs::AddRecord(o.aggregates, values, &row);
         commit.puts.emplace_back(key, rs::EncodeRow(row));
       }
     }

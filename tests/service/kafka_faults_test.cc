@@ -50,15 +50,6 @@ bool Eventually(F done, seconds timeout) {
   return false;
 }
 
-// The service's own log lines (librdkafka's debug lines left out), for failure messages.
-std::string ServiceLog(const std::string& path) {
-  std::string text;
-  for (const auto& l : ReadLines(path)) {
-    if (!l.starts_with("%")) text += l + "\n";
-  }
-  return text;
-}
-
 std::map<std::string, int64_t> PageViews(const std::map<std::string, boost::json::value>& rows) {
   std::map<std::string, int64_t> out;
   for (const auto& [id, row] : rows) {

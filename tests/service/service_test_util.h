@@ -92,6 +92,15 @@ inline std::string HourlyConfig(const std::string& dir, const std::string& input
          dir + "/out } ]\n";
 }
 
+// The service's own log lines (librdkafka's debug lines left out), for failure messages.
+inline std::string ServiceLog(const std::string& path) {
+  std::string text;
+  for (const auto& l : ReadLines(path)) {
+    if (!l.starts_with("%")) text += l + "\n";
+  }
+  return text;
+}
+
 // _id -> parsed record.
 inline std::map<std::string, boost::json::value> ById(const std::vector<std::string>& lines) {
   std::map<std::string, boost::json::value> out;
@@ -302,12 +311,14 @@ inline double SumOf(const std::string& metrics, const std::string& name) {
   return sum;
 }
 
-// Starts `argv` with stdout/stderr to /dev/null; returns its pid.
-inline pid_t Spawn(const std::vector<std::string>& argv) {
+// Starts `argv` with stdout to /dev/null and stderr to `err_path`; returns its pid.
+inline pid_t Spawn(const std::vector<std::string>& argv,
+                   const std::string& err_path = "/dev/null") {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   std::vector<std::string> copy = argv;
   std::vector<char*> args;
   for (auto& a : copy) args.push_back(a.data());

@@ -51,14 +51,38 @@ TEST(AggregatesTest, MergeIsAssociativeAndCommutativeForEveryKind) {
   }
 }
 
+TEST(AggregatesTest, FoldingRecordsEqualsMergingOneRowPerRecord) {
+  // The map-side combine folds records into a row (AddRecord); the old path built a row per
+  // record and merged them. Both must agree for every kind, with precision 6 going dense and
+  // top_k folding values into __other__.
+  auto specs = AllKinds();
+  specs.push_back({"top", Kind::kCountValues, "f", 14, /*top_k=*/3});
+  std::mt19937 rng(7);
+  AggRow folded, merged;
+  for (int r = 0; r < 2000; ++r) {
+    RecordValues record(specs.size());
+    for (size_t i = 1; i < specs.size(); ++i) record[i] = std::to_string(rng() % 300);
+    AddRecord(specs, record, &folded);
+    AggRow one(specs.size());
+    for (size_t i = 0; i < specs.size(); ++i)
+      ASSERT_TRUE(AddValue(specs[i], record[i], &one[i]).ok());
+    MergeRow(specs, one, &merged);
+  }
+  ASSERT_EQ(folded.size(), specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    EXPECT_EQ(folded[i], merged[i]) << specs[i].name;
+  }
+  EXPECT_EQ(folded[0].count, 2000);
+  EXPECT_EQ(folded[7].values.size(), 4u) << "three values and __other__";
+}
+
 TEST(AggregatesTest, ValuesOfEachKind) {
   const auto specs = AllKinds();
   const std::vector<std::string> values = {"3", "1", "3", "7.5"};
   EXPECT_EQ(ScalarValue(specs[0], Of(specs[0], values)), 4);
   EXPECT_EQ(ScalarValue(specs[1], Of(specs[1], values)), 3);
   EXPECT_EQ(ScalarValue(specs[2], Of(specs[2], values)), 3);
-  EXPECT_EQ(Of(specs[3], values).values,
-            (std::map<std::string, int64_t>{{"1", 1}, {"3", 2}, {"7.5", 1}}));
+  EXPECT_EQ(Of(specs[3], values).values, (ValueCounts{{"1", 1}, {"3", 2}, {"7.5", 1}}));
   EXPECT_DOUBLE_EQ(ScalarValue(specs[4], Of(specs[4], values)), 14.5);
   EXPECT_DOUBLE_EQ(ScalarValue(specs[5], Of(specs[5], values)), 1);
   EXPECT_DOUBLE_EQ(ScalarValue(specs[6], Of(specs[6], values)), 7.5);
@@ -69,7 +93,7 @@ TEST(AggregatesTest, ValuesOfEachKind) {
 TEST(AggregatesTest, TopKFoldsTheRestIntoOther) {
   AggregateSpec spec{"r", Kind::kCountValues, "f", 14, 2};
   AggCell c = Of(spec, {"a", "a", "a", "b", "b", "c", "d"});
-  EXPECT_EQ(c.values, (std::map<std::string, int64_t>{{"a", 3}, {"b", 2}, {"__other__", 2}}));
+  EXPECT_EQ(c.values, (ValueCounts{{"a", 3}, {"b", 2}, {"__other__", 2}}));
 }
 
 TEST(AggregatesTest, RowsRoundTripTheirEncoding) {
