@@ -10,10 +10,11 @@ TaskContext* TaskContext::Current() { return current_task; }
 TaskContext::Scope::Scope(TaskContext* tc) : previous_(current_task) { current_task = tc; }
 TaskContext::Scope::~Scope() { current_task = previous_; }
 
-void* TaskContext::AccumulatorPartial(const std::shared_ptr<AccumulatorStateBase>& acc) {
-  auto [it, inserted] = partials_.try_emplace(acc.get());
-  if (inserted) it->second = Partial{acc, acc->NewPartial()};
-  return it->second.value.get();
+void* TaskContext::NewAccumulatorPartial(std::shared_ptr<AccumulatorStateBase> acc) {
+  const AccumulatorStateBase* key = acc.get();
+  std::shared_ptr<void> value = acc->NewPartial();
+  partials_.emplace_back(key, Partial{std::move(acc), std::move(value)});
+  return partials_.back().second.value.get();
 }
 
 void TaskContext::CommitAccumulators() {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace runnel::engine {
 
@@ -46,8 +48,16 @@ class TaskContext {
 
   TaskMetrics& metrics() { return metrics_; }
 
-  // The task-local partial of an accumulator, made on first use.
-  void* AccumulatorPartial(const std::shared_ptr<AccumulatorStateBase>& acc);
+  // The task-local partial of an accumulator, made on first use. Called per record by
+  // Accumulator::Add: a linear scan over the task's few accumulators, and no shared_ptr copy
+  // (converting to shared_ptr<AccumulatorStateBase> cost two atomic operations per call).
+  template <typename State>
+  void* AccumulatorPartial(const std::shared_ptr<State>& acc) {
+    for (auto& [state, partial] : partials_) {
+      if (state == acc.get()) return partial.value.get();
+    }
+    return NewAccumulatorPartial(acc);
+  }
   // Applies every partial to its accumulator. Called once, when the attempt succeeded.
   void CommitAccumulators();
 
@@ -73,7 +83,8 @@ class TaskContext {
     std::shared_ptr<AccumulatorStateBase> acc;
     std::shared_ptr<void> value;
   };
-  std::unordered_map<const AccumulatorStateBase*, Partial> partials_;
+  void* NewAccumulatorPartial(std::shared_ptr<AccumulatorStateBase> acc);
+  std::vector<std::pair<const AccumulatorStateBase*, Partial>> partials_;
 };
 
 }  // namespace runnel::engine

@@ -31,10 +31,17 @@ void PutBigEndian(uint64_t v, std::string* out) {
 
 std::string EncodeStateKey(const std::vector<std::string>& group_values, EventTimeMs window_start) {
   std::string key;
+  size_t size = 8;
+  for (const std::string& v : group_values) size += v.size() + 2;
+  key.reserve(size);
   for (const std::string& v : group_values) {
-    for (char c : v) {
-      key.push_back(c);
-      if (c == '\0') key.push_back('\xff');
+    if (v.find('\0') == std::string::npos) {
+      key.append(v);  // the common case: nothing to escape
+    } else {
+      for (char c : v) {
+        key.push_back(c);
+        if (c == '\0') key.push_back('\xff');
+      }
     }
     key.append("\0\x01", 2);
   }
