@@ -132,6 +132,7 @@ Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   const std::string msg = fmt::format("{}: {}", what, s.ToString());
   if (s.IsNotFound()) return Status::NotFound(msg);
   if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsNoSpace()) return Status::ResourceExhausted(msg);  // a full disk: worth retrying
   if (s.IsIOError()) return Status::IOError(msg);
   if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
   if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return Status::Unavailable(msg);
@@ -351,9 +352,11 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   if (rocksdb::Status w = db_->Write(write, &batch); !w.ok()) {
     // Nothing of the batch is visible (the write is atomic): a retry redoes it all.
     write_failed_ = true;
-    const std::string msg = fmt::format("commit {}: {}", commit.ns, w.ToString());
-    if (w.IsNoSpace()) return Status::ResourceExhausted(msg);
-    if (w.IsIOError()) return Status::Unavailable(msg);
+    // A failed commit write is retried after the store reopens the database (Recover), so
+    // an I/O error here is transient; everything else converts as anywhere.
+    if (w.IsIOError() && !w.IsNoSpace()) {
+      return Status::Unavailable(fmt::format("commit {}: {}", commit.ns, w.ToString()));
+    }
     return FromRocks(w, "commit " + commit.ns);
   }
   CrashPoint("after_state_commit");

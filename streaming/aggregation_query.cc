@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <limits>
 
 #include <fmt/format.h>
@@ -191,10 +190,9 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     next_watermark = watermark_;
   }
   const EventTimeMs watermark_now = next_watermark.current();
-  const EventTimeMs latest_allowed = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count() +
-                                     options_->max_future_ms;
+  // "In the future" is judged against the batch's own time (the context's clock), so a batch
+  // that runs again judges every record the same way.
+  const EventTimeMs latest_allowed = info->progress.batch_time.value() + options_->max_future_ms;
   auto opts = options_;
   engine::Context& ctx = lines.context();
   auto invalid = ctx.MakeAccumulator<std::map<std::string, int64_t>>(

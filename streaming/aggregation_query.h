@@ -51,8 +51,9 @@ struct AggregationOptions {
   std::string name;                   // query name: the state namespace and output directory
   std::vector<std::string> group_by;  // e.g. {"customer", "url"}
   std::string time_field = "ts";      // ISO-8601 text, epoch ms, or epoch s (below 10^11)
-  // Event times further than this ahead of the wall clock are invalid ("ts_in_future"): one
-  // such record would move the watermark and make everything after it late.
+  // Event times further than this ahead of the batch's time (its context's clock) are invalid
+  // ("ts_in_future"): one such record would move the watermark and make everything after it
+  // late.
   int64_t max_future_ms = 86'400'000;
   WindowSpec window;  // default: tumbling 1h
   int64_t allowed_lateness_ms = 0;

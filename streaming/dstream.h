@@ -65,6 +65,10 @@ class DStreamNode : public DStreamNodeBase {
   DStreamNode(StreamingContext* ssc, Millis slide, std::vector<DStreamNodeBase*> parents)
       : DStreamNodeBase(ssc, slide, std::move(parents)) {
     ssc->AddCleaner([this](BatchTime t) { ClearOlderThan(t); });
+    ssc->AddForgetter([this](BatchTime t) {
+      std::lock_guard lock(mu_);
+      generated_.erase(t.value());
+    });
   }
 
   // The RDD of batch time t (memoized); nullopt when t is not one of this stream's slides.
@@ -127,6 +131,14 @@ class QueueInputNode final : public DStreamNode<T>, public InputStreamBase {
         std::make_shared<const std::vector<T>>(std::move(batch));
     return Status::OK();
   }
+  // A failed batch's list goes back to the front: the retry plans it again.
+  void Abandon(BatchTime t) override {
+    std::lock_guard lock(mu_);
+    auto it = planned_.find(t.value());
+    if (it == planned_.end()) return;
+    queue_.push_front(*it->second);
+    planned_.erase(it);
+  }
 
  protected:
   Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) override {
@@ -135,7 +147,8 @@ class QueueInputNode final : public DStreamNode<T>, public InputStreamBase {
       std::lock_guard lock(mu_);
       auto it = planned_.find(t.value());
       data = it == planned_.end() ? std::make_shared<const std::vector<T>>() : it->second;
-      planned_.erase(planned_.begin(), planned_.upper_bound(t.value()));
+      // Earlier plans are done with; t's stays until a later batch computes (Abandon may need it).
+      planned_.erase(planned_.begin(), planned_.lower_bound(t.value()));
     }
     return std::optional(this->ssc().engine().Parallelize(std::move(data), partitions_));
   }

@@ -124,6 +124,7 @@ Status StreamingContext::RunOne(TimePoint time) {
     for (InputStreamBase* input : inputs_) {
       input->Abandon(BatchTime(time.time_since_epoch().count()));
     }
+    for (const auto& forget : forgetters_) forget(BatchTime(time.time_since_epoch().count()));
     Logger("streaming")
         ->warn("batch at {} failed (attempt {}), retrying in {} ms: {}",
                time.time_since_epoch().count(), attempt, backoff.count(), st.ToString());

@@ -121,6 +121,12 @@ class StreamingContext {
   }
   void AddListener(BatchListener* listener) { listeners_.push_back(listener); }
   // Called after every batch with its time: streams drop RDDs they no longer need.
+  // Called with a batch's time when it failed and will run again, after the inputs abandoned
+  // their plans: streams forget the RDDs they generated for it, so the retry computes them
+  // from the inputs' new plans (a source that re-plans may read further than the first try).
+  void AddForgetter(std::function<void(BatchTime)> forget) {
+    forgetters_.push_back(std::move(forget));
+  }
   void AddCleaner(std::function<void(BatchTime)> cleaner) {
     cleaners_.push_back(std::move(cleaner));
   }
@@ -165,6 +171,7 @@ class StreamingContext {
   std::vector<std::function<Status(BatchInfo*)>> outputs_;
   std::vector<BatchListener*> listeners_;
   std::vector<std::function<void(BatchTime)>> cleaners_;
+  std::vector<std::function<void(BatchTime)>> forgetters_;
 
   std::mutex run_mu_;  // held while a batch runs: batches never overlap
 

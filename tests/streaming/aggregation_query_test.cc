@@ -92,6 +92,20 @@ int64_t PageViews(const std::string& record) {
   return boost::json::parse(record).at("metrics").at("page_views").as_int64();
 }
 
+TEST(AggregationQueryTest, EventsTooFarAfterTheBatchTimeAreInvalid) {
+  // The batch clock reads 2023-11-14T22:13:20Z (RunBatches); max_future is 1 day. Judged by
+  // the batch's time, not the wall clock, so a re-run batch judges every record the same way.
+  InMemoryStateStore store;
+  QueryRun run =
+      RunBatches(HourlyPages(), &store,
+                 {{Click("s1", "2023-11-15T20:00:00Z"), Click("s2", "2023-11-16T00:00:00Z"),
+                   Click("s3", "2017-09-17T05:10:00Z")}});
+  ASSERT_TRUE(run.last.ok()) << run.last;
+  const QueryCounters c = run.query->counters();
+  EXPECT_EQ(c.invalid.count("ts_in_future") ? c.invalid.at("ts_in_future") : 0, 1);
+  EXPECT_EQ(c.records, 3);
+}
+
 TEST(AggregationQueryTest, AChangedDefinitionIsRefusedUnlessResetIsAsked) {
   InMemoryStateStore store;
   QueryRun first =

@@ -91,6 +91,7 @@ class EventTimeQueryTest : public ::testing::Test {
   Status Batch(std::vector<std::string> lines) {
     BatchInfo info;
     info.progress.batch_id = BatchId(batch_++);
+    info.progress.batch_time = BatchTime(1'700'000'000'000);  // 2023: the 2017 events are past
     return query_->RunBatch(engine_->Parallelize(std::move(lines), 2), &info);
   }
 

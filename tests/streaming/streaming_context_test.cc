@@ -194,6 +194,64 @@ TEST_F(StreamingContextTest, TransientFailureIsRetriedWithTheSameIdAndTheSameInp
   EXPECT_TRUE(progress[2].status.ok());
 }
 
+// A source like Kafka's: each plan reads everything available from where the last confirmed
+// batch ended, so a retry may read further than the failed attempt did.
+class GrowingInput final : public DStreamNode<int64_t>, public InputStreamBase {
+ public:
+  explicit GrowingInput(StreamingContext* ssc)
+      : DStreamNode<int64_t>(ssc, ssc->batch_interval(), {}) {
+    ssc->AddInput(this);
+  }
+  Status Plan(BatchInfo* info) override {
+    before_ = position_;
+    planned_[info->progress.batch_time.value()] = {position_, available.load()};
+    position_ = available.load();
+    info->positions["n"] = std::to_string(position_);
+    return Status::OK();
+  }
+  void Abandon(BatchTime) override { position_ = before_; }
+  std::atomic<int64_t> available{0};
+
+ protected:
+  Result<std::optional<engine::Rdd<int64_t>>> Compute(BatchTime t) override {
+    const auto [from, until] = planned_.at(t.value());
+    std::vector<int64_t> records;
+    for (int64_t i = from; i < until; ++i) records.push_back(i);
+    return std::optional(ssc().engine().Parallelize(std::move(records), 2));
+  }
+
+ private:
+  int64_t position_ = 0;
+  int64_t before_ = 0;
+  std::map<int64_t, std::pair<int64_t, int64_t>> planned_;
+};
+
+TEST_F(StreamingContextTest, ARetriedBatchComputesItsInputAgainFromTheNewPlan) {
+  // Found by the soak: a batch whose commit failed on a full disk was retried with the RDD its
+  // first attempt generated while its source had planned further, and the records between
+  // were never read.
+  StreamingContext ssc(
+      engine_.get(),
+      {.batch_interval = Millis(1000), .clock = &clock_, .retry_backoff = Millis(1)});
+  auto input = std::make_shared<GrowingInput>(&ssc);
+  input->available = 10;
+  std::vector<std::pair<std::string, int64_t>> seen;  // (position, records) per attempt
+  int failures_left = 1;
+  DStream<int64_t>(input).ForeachRdd([&](const engine::Rdd<int64_t>& rdd, BatchInfo* info) {
+    auto n = rdd.Count();
+    if (!n.ok()) return n.status();
+    seen.emplace_back(info->positions["n"], *n);
+    if (failures_left-- > 0) {
+      input->available = 25;  // more data arrives while the batch fails
+      return Status::Unavailable("disk full");
+    }
+    return Status::OK();
+  });
+  ASSERT_TRUE(ssc.RunBatch(At(0)).ok());
+  const std::vector<std::pair<std::string, int64_t>> want = {{"10", 10}, {"25", 25}};
+  EXPECT_EQ(seen, want) << "the retry must read everything its new plan covers";
+}
+
 TEST_F(StreamingContextTest, PermanentFailureIsNotRetried) {
   StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
   CountingInput input;
