@@ -31,6 +31,7 @@ struct Exactness {
   int64_t lost = 0;        // page views the truth has and the output does not
   int64_t duplicated = 0;  // page views the output has beyond the truth
   int64_t max_key_diff = 0;
+  std::map<std::string, int64_t> diffs;  // _id -> output minus truth, where they differ
 };
 
 inline Exactness Compare(const std::map<std::string, int64_t>& truth,
@@ -43,9 +44,13 @@ inline Exactness Compare(const std::map<std::string, int64_t>& truth,
     e.lost += std::max<int64_t>(0, want - have);
     e.duplicated += std::max<int64_t>(0, have - want);
     e.max_key_diff = std::max(e.max_key_diff, std::abs(have - want));
+    if (have != want) e.diffs[id] = have - want;
   }
   for (const auto& [id, row] : got) {
-    if (!truth.count(id)) e.duplicated += row.at("metrics").at("page_views").to_number<int64_t>();
+    if (truth.count(id)) continue;
+    const int64_t have = row.at("metrics").at("page_views").to_number<int64_t>();
+    e.duplicated += have;
+    e.diffs[id] = have;
   }
   return e;
 }
