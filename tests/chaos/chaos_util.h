@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -14,16 +16,19 @@
 
 namespace runnel::testing {
 
-// Page views per output _id ("URL|CUSTOMER|HOUR:00:00"), straight from the events.
+// Counts one event (a JSON line) under its output _id ("URL|CUSTOMER|HOUR:00:00").
+inline void AddPageView(std::string_view event, std::map<std::string, int64_t>& views) {
+  const auto v = boost::json::parse(event).as_object();
+  const std::string ts(v.at("ts").as_string());
+  views[std::string(v.at("url").as_string()) + "|" + std::string(v.at("customer").as_string()) +
+        "|" + ts.substr(0, 13) + ":00:00"]++;
+}
+
+// Page views per output _id, straight from the events.
 inline std::map<std::string, int64_t> PageViewsFromEvents(const std::string& path) {
   std::map<std::string, int64_t> views;
   std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    const auto v = boost::json::parse(line).as_object();
-    const std::string ts(v.at("ts").as_string());
-    views[std::string(v.at("url").as_string()) + "|" + std::string(v.at("customer").as_string()) +
-          "|" + ts.substr(0, 13) + ":00:00"]++;
-  }
+  for (std::string line; std::getline(in, line);) AddPageView(line, views);
   return views;
 }
 

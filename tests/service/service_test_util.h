@@ -311,12 +311,14 @@ inline double SumOf(const std::string& metrics, const std::string& name) {
   return sum;
 }
 
-// Starts `argv` with stdout to /dev/null and stderr to `err_path`; returns its pid.
-inline pid_t Spawn(const std::vector<std::string>& argv,
-                   const std::string& err_path = "/dev/null") {
+// Starts `argv` (found on PATH) with stderr to `err_path` and stdout to `out_path`; returns
+// its pid.
+inline pid_t Spawn(const std::vector<std::string>& argv, const std::string& err_path = "/dev/null",
+                   const std::string& out_path = "/dev/null") {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
   std::vector<std::string> copy = argv;
@@ -324,7 +326,7 @@ inline pid_t Spawn(const std::vector<std::string>& argv,
   for (auto& a : copy) args.push_back(a.data());
   args.push_back(nullptr);
   pid_t pid = -1;
-  EXPECT_EQ(posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ), 0);
+  EXPECT_EQ(posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
   return pid;
 }
