@@ -46,6 +46,10 @@ Result<rd_kafka_t*> NewConsumer(const KafkaSourceOptions& o, const std::string& 
       {"socket.timeout.ms", std::to_string(std::max(o.timeout_ms, 2000))},
       // A broker that comes back is found within 2 s (librdkafka's default backs off to 10 s).
       {"reconnect.backoff.max.ms", "2000"},
+      // A batch reads only records that existed when it was planned, so a reader never needs
+      // a fetch to wait for new data; a fetch waiting at the log end (500 ms by default) only
+      // delays the next read from another offset (a retried batch rewinds every partition).
+      {"fetch.wait.max.ms", "100"},
       {"log_level", "3"},
   };
   for (const auto& [k, v] : o.librdkafka) props[k] = v;
@@ -560,6 +564,8 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
                               engine::Sink<std::string> sink) {
   ASSIGN_OR_RETURN(std::shared_ptr<Consumer> consumer, ConsumerFor(range.topic, range.partition));
   std::lock_guard lock(consumer->mu);
+  const auto started = std::chrono::steady_clock::now();
+  const bool reassigned = consumer->next != range.from;
   if (consumer->next != range.from) {  // not where the last range ended: (re)assign
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, range.topic.c_str(), range.partition)->offset =
@@ -618,7 +624,10 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
     const int64_t offset = msg->offset;
     if (offset >= consumer->next && offset < range.until && !stopped) {
       ++tc.metrics().records_in;
-      std::string value(static_cast<const char*>(msg->payload), msg->len);
+      // A null value (a tombstone) reads as an empty record, which the parser counts.
+      std::string value = msg->payload == nullptr
+                              ? std::string()
+                              : std::string(static_cast<const char*>(msg->payload), msg->len);
       stopped = !sink(std::move(value));
     }
     if (offset >= consumer->next) {
@@ -627,6 +636,10 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
     }
     rd_kafka_message_destroy(msg);
   }
+  Logger("kafka")->debug("source {}: read {}/{} [{}, {}) in {:.3f}s{}: {}", options_.name,
+                         range.topic, range.partition, range.from, range.until,
+                         std::chrono::duration<double>(now() - started).count(),
+                         reassigned ? " (from another offset)" : "", st.ToString());
   if (stalled) {
     if (st.ok())
       Logger("kafka")->info("source {}: {}/{} reads again", options_.name, range.topic,

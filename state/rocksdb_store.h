@@ -57,6 +57,8 @@ class RocksDbStateStore final : public streaming::StateStore {
   Status Commit(const streaming::BatchCommit& commit) override;
   Result<std::optional<streaming::CommittedBatch>> LastCommitted(const std::string& ns) override;
   Status Reset(const std::string& ns) override;
+  // Reopens the database when a write failed (Recover).
+  Status Writable() override { return Recover(); }
 
   // The last committed batch of every namespace.
   Result<std::map<std::string, streaming::CommittedBatch>> AllCommitted();

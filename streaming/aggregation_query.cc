@@ -184,6 +184,8 @@ void AggregationQuery::Attach(const DStream<std::string>& lines, RecordSink sink
 
 Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchInfo* info) {
   const BatchId batch_id = info->progress.batch_id;
+  // A store that cannot commit now (a full disk) fails the attempt before the input is read.
+  RETURN_NOT_OK(store_->Writable());
   Watermark next_watermark(0);
   {
     std::lock_guard lock(mu_);

@@ -65,6 +65,10 @@ class StateStore {
   // Drops every key of `ns` and its positions and metadata; its batch ids go on from the last
   // committed one (so outputs written under later ids never collide with older ones).
   virtual Status Reset(const std::string& ns) = 0;
+  // Whether a commit can be tried now. A store that stopped writing after a disk error tries
+  // to resume here and fails (transiently) while it cannot, so a batch fails before it reads
+  // and computes its input again only to fail at the commit.
+  virtual Status Writable() { return Status::OK(); }
 };
 
 class InMemoryStateStore final : public StateStore {

@@ -9,12 +9,15 @@
 #include <librdkafka/rdkafka.h>
 
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
 
+#include "sinks/json_file_sink.h"
 #include "tests/service/service_test_util.h"
 
 extern char** environ;
@@ -45,6 +48,38 @@ int64_t CommittedOffsets(const std::string& bootstrap, const std::string& group,
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_destroy(rk);
   return sum;
+}
+
+// Produces `values` to partition 0 of `topic` with librdkafka (kcat sends neither a null value
+// nor a message above its own size limit); nullopt is a null value. Every one must be delivered.
+void ProduceValues(const std::string& bootstrap, const std::string& topic,
+                   const std::vector<std::optional<std::string>>& values) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [key, value] : std::map<std::string, std::string>{
+           {"bootstrap.servers", bootstrap}, {"message.max.bytes", "4000000"}}) {
+    ASSERT_EQ(rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof(err)),
+              RD_KAFKA_CONF_OK)
+        << err;
+  }
+  int failed = 0;
+  rd_kafka_conf_set_opaque(conf, &failed);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) ++*static_cast<int*>(opaque);
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT_NE(rk, nullptr) << err;
+  for (const auto& v : values) {
+    void* data = v ? const_cast<char*>(v->data()) : nullptr;
+    const size_t size = v ? v->size() : 0;
+    const rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE(data, size),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    EXPECT_EQ(e, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(e);
+  }
+  EXPECT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_EQ(failed, 0);
+  rd_kafka_destroy(rk);
 }
 
 TEST(KafkaTest, GoldenDataFromKcatThroughTheKafkaSourceAndOnWithMoreData) {
@@ -238,6 +273,40 @@ TEST(KafkaTest, GenProducesTheWorkloadThatTheServiceCounts) {
     views += rec.at("metrics").at("page_views").as_int64();
   }
   EXPECT_EQ(views + late, 20000);
+}
+
+// Messages only Kafka can carry: empty, null (a tombstone) and above the record size limit,
+// between the golden data. Each is counted under its reason and dead-lettered; the rest is
+// exact.
+TEST(KafkaTest, EmptyNullAndOversizedMessagesAreCountedAndTheRestIsExact) {
+  Broker broker({"clicks:2"});
+  TempDir dir;
+  const auto lines = ReadLines(GoldenDir() + "/clicks-clean.jsonl");
+  std::string first, second;
+  for (size_t i = 0; i < lines.size(); ++i) (i < 9000 ? first : second) += lines[i] + "\n";
+  WriteText(dir.path() + "/first.jsonl", first);
+  WriteText(dir.path() + "/second.jsonl", second);
+  Produce(broker.bootstrap(), "clicks", dir.path() + "/first.jsonl");
+  ProduceValues(broker.bootstrap(), "clicks",
+                {std::string(), std::nullopt, std::string(),
+                 "{\"customer\": \"" + std::string(1100000, 'x') + "\"}"});
+  Produce(broker.bootstrap(), "clicks", dir.path() + "/second.jsonl");
+  std::string config = KafkaConfig(dir.path(), broker.bootstrap());
+  config.replace(
+      config.find("    sinks:"), 0,
+      "    on_invalid: dead_letter\n    dead_letter: { path: " + dir.path() + "/dead }\n");
+  WriteText(dir.path() + "/q.yaml", config);
+
+  auto r =
+      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
+  ASSERT_EQ(r.exit_code, 0) << r.err.substr(0, 4000);
+  EXPECT_NE(r.err.find("20004 records, 4 invalid"), std::string::npos) << r.err.substr(0, 4000);
+  EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+  auto dead = sinks::JsonFileSink::ReadLatest(dir.path() + "/dead/hourly_pages");
+  ASSERT_TRUE(dead.ok()) << dead.status();
+  std::map<std::string, size_t> by_reason;
+  for (const auto& [id, rec] : ById(*dead)) by_reason[std::string(rec.at("reason").as_string())]++;
+  EXPECT_EQ(by_reason, (std::map<std::string, size_t>{{"empty", 3}, {"too_large", 1}}));
 }
 
 }  // namespace

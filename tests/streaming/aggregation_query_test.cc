@@ -2,6 +2,8 @@
 // crash between sink output and commit, and retention.
 #include "streaming/aggregation_query.h"
 
+#include <atomic>
+
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
@@ -45,7 +47,9 @@ class FlakyStore final : public StateStore {
     return inner_->LastCommitted(ns);
   }
   Status Reset(const std::string& ns) override { return inner_->Reset(ns); }
+  Status Writable() override { return writable_; }
   bool fail_next_ = false;
+  Status writable_;
 
  private:
   StateStore* const inner_;
@@ -165,6 +169,40 @@ TEST(AggregationQueryTest, ABatchRedeliveredAfterACrashBeforeItsCommitCountsOnce
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(PageViews(records[0]), 3) << "counted once, not 5";
   EXPECT_EQ(inner.LastCommitted("hourly_pages").value()->batch_id, BatchId(1));
+}
+
+// A full disk: the batch fails before it reads its input (a retry then costs no re-read of
+// the source), and runs whole once the store can commit again.
+TEST(AggregationQueryTest, AStoreThatCannotCommitFailsTheBatchBeforeItsInputIsRead) {
+  InMemoryStateStore inner;
+  FlakyStore store(&inner);
+  auto query = AggregationQuery::Make(HourlyPages(), &store).value();
+  ASSERT_TRUE(query->Recover().ok());
+  auto engine = engine::Context::Make({.workers = 2}).value();
+  std::atomic<int> read{0};
+  auto lines = engine
+                   ->Parallelize(std::vector<std::string>{Click("s1", "2017-09-17T05:10:00Z"),
+                                                          Click("s2", "2017-09-17T05:20:00Z")},
+                                 2)
+                   .Map([&read](std::string line) {
+                     ++read;
+                     return line;
+                   });
+  BatchInfo info;
+  info.progress.batch_id = BatchId(0);
+  info.progress.batch_time = BatchTime(1'700'000'000'000);
+  store.writable_ = Status::Unavailable("state: the disk is full");
+  EXPECT_EQ(query->RunBatch(lines, &info).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(read.load(), 0);
+  EXPECT_FALSE(inner.LastCommitted("hourly_pages").value().has_value());
+
+  store.writable_ = Status::OK();
+  const Status st = query->RunBatch(lines, &info);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(read.load(), 2);
+  const auto records = query->ReadRecords().value();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(PageViews(records[0]), 2);
 }
 
 TEST(AggregationQueryTest, WindowsPastRetentionLeaveReadsAndAreMarkedForCompaction) {
