@@ -566,7 +566,7 @@ Status KafkaSource::ReadRange(const OffsetRange& range, engine::TaskContext& tc,
   std::lock_guard lock(consumer->mu);
   const auto started = std::chrono::steady_clock::now();
   const bool reassigned = consumer->next != range.from;
-  if (consumer->next != range.from) {  // not where the last range ended: (re)assign
+  if (reassigned) {  // not where the last range ended: (re)assign
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, range.topic.c_str(), range.partition)->offset =
         range.from;
