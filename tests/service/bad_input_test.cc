@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include "sinks/json_file_sink.h"
 #include "tests/service/service_test_util.h"
 
 namespace runnel::testing {
@@ -74,11 +73,9 @@ TEST(BadInputTest, EveryBrokenRecordIsCountedUnderItsReasonAndTheRestIsExact) {
   }
   while (i < lines.size()) input += lines[i++] + "\n";
   WriteText(dir.path() + "/in.jsonl", input);
-  std::string config = HourlyConfig(dir.path(), dir.path() + "/in.jsonl", 1000, "1d");
-  config.replace(
-      config.find("    sinks:"), 0,
-      "    on_invalid: dead_letter\n    dead_letter: { path: " + dir.path() + "/dead }\n");
-  WriteText(dir.path() + "/q.yaml", config);
+  WriteText(
+      dir.path() + "/q.yaml",
+      WithDeadLetters(HourlyConfig(dir.path(), dir.path() + "/in.jsonl", 1000, "1d"), dir.path()));
 
   auto r =
       RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
@@ -88,13 +85,9 @@ TEST(BadInputTest, EveryBrokenRecordIsCountedUnderItsReasonAndTheRestIsExact) {
   EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
 
   // Every bad record is in the dead letters, under its reason, with its line.
-  auto dead = sinks::JsonFileSink::ReadLatest(dir.path() + "/dead/hourly_pages");
-  ASSERT_TRUE(dead.ok()) << dead.status();
-  std::map<std::string, size_t> by_reason;
-  for (const auto& [id, rec] : ById(*dead)) by_reason[std::string(rec.at("reason").as_string())]++;
   std::map<std::string, size_t> want;
   for (const auto& [reason, records] : bad) want[reason] = records.size();
-  EXPECT_EQ(by_reason, want);
+  EXPECT_EQ(DeadLettersByReason(dir.path()), want);
 }
 
 }  // namespace

@@ -17,7 +17,6 @@
 
 #include <gtest/gtest.h>
 
-#include "sinks/json_file_sink.h"
 #include "tests/service/service_test_util.h"
 
 extern char** environ;
@@ -291,22 +290,16 @@ TEST(KafkaTest, EmptyNullAndOversizedMessagesAreCountedAndTheRestIsExact) {
                 {std::string(), std::nullopt, std::string(),
                  "{\"customer\": \"" + std::string(1100000, 'x') + "\"}"});
   Produce(broker.bootstrap(), "clicks", dir.path() + "/second.jsonl");
-  std::string config = KafkaConfig(dir.path(), broker.bootstrap());
-  config.replace(
-      config.find("    sinks:"), 0,
-      "    on_invalid: dead_letter\n    dead_letter: { path: " + dir.path() + "/dead }\n");
-  WriteText(dir.path() + "/q.yaml", config);
+  WriteText(dir.path() + "/q.yaml",
+            WithDeadLetters(KafkaConfig(dir.path(), broker.bootstrap()), dir.path()));
 
   auto r =
       RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
   ASSERT_EQ(r.exit_code, 0) << r.err.substr(0, 4000);
   EXPECT_NE(r.err.find("20004 records, 4 invalid"), std::string::npos) << r.err.substr(0, 4000);
   EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
-  auto dead = sinks::JsonFileSink::ReadLatest(dir.path() + "/dead/hourly_pages");
-  ASSERT_TRUE(dead.ok()) << dead.status();
-  std::map<std::string, size_t> by_reason;
-  for (const auto& [id, rec] : ById(*dead)) by_reason[std::string(rec.at("reason").as_string())]++;
-  EXPECT_EQ(by_reason, (std::map<std::string, size_t>{{"empty", 3}, {"too_large", 1}}));
+  EXPECT_EQ(DeadLettersByReason(dir.path()),
+            (std::map<std::string, size_t>{{"empty", 3}, {"too_large", 1}}));
 }
 
 }  // namespace

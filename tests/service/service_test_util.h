@@ -119,6 +119,23 @@ inline std::map<std::string, boost::json::value> SinkContent(const std::string& 
   return ById(latest.ok() ? *latest : std::vector<std::string>{});
 }
 
+// A config whose query sends invalid records to the dead-letter output under `dir`/dead.
+inline std::string WithDeadLetters(std::string config, const std::string& dir) {
+  config.replace(config.find("    sinks:"), 0,
+                 "    on_invalid: dead_letter\n    dead_letter: { path: " + dir + "/dead }\n");
+  return config;
+}
+
+// How many of the query's dead letters (WithDeadLetters) carry each reason.
+inline std::map<std::string, size_t> DeadLettersByReason(const std::string& dir) {
+  std::map<std::string, size_t> by_reason;
+  auto dead = sinks::JsonFileSink::ReadLatest(dir + "/dead/hourly_pages");
+  EXPECT_TRUE(dead.ok()) << dead.status();
+  if (!dead.ok()) return by_reason;
+  for (const auto& [id, rec] : ById(*dead)) by_reason[std::string(rec.at("reason").as_string())]++;
+  return by_reason;
+}
+
 // An HourlyConfig that serves HTTP on a free port with batches every `batch_interval`.
 inline std::string Serving(std::string config, const std::string& batch_interval) {
   config.replace(config.find("service: {"), 10, "service: { http_listen: \"127.0.0.1:0\",");
