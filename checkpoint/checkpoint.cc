@@ -329,6 +329,12 @@ Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& s
     if (Covers(committed, *newest->manifest, &why)) return live;  // the usual start
   } else {
     live_error = opened.status();
+    // Only a database RocksDB calls corrupt is set aside. A lock, a permission, too many open
+    // files, a full or failing disk: errors to report, never reasons to roll state back.
+    if (live_error.code() != StatusCode::kCorruption) {
+      return live_error.WithContext(
+          "the state is left as it is (only a corrupt database is replaced by a checkpoint)");
+    }
   }
   // Checkpoints that verify, newest first.
   std::vector<const CheckpointEntry*> valid;

@@ -1,16 +1,22 @@
 #include "service/config.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <regex>
 #include <set>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
+#include <boost/asio/ip/address.hpp>
 
 #include "common/file_util.h"
+#include "common/logging.h"
 
 namespace runnel::service {
 namespace {
@@ -20,6 +26,47 @@ using streaming::AggregateSpec;
 // Bounds on what the config reads: a path mistyped as a device or a log file fails cleanly.
 constexpr size_t kMaxConfigBytes = 16 << 20;
 constexpr size_t kMaxSecretBytes = 64 << 10;
+constexpr int64_t kHourMs = 3'600'000;
+constexpr int64_t kDayMs = 24 * kHourMs;
+constexpr int64_t kMaxDurationMs = 3650 * kDayMs;  // ten years: any duration key
+constexpr int64_t kMaxSizeBytes = int64_t{1} << 40;
+constexpr int64_t kMaxRecordsPerBatch = 100'000'000;
+constexpr int64_t kMaxWindowsPerEvent = 1000;
+// Query parameters of /v1/queries/NAME/aggregates besides the group fields.
+const std::set<std::string> kAggregatesApiParameters = {"from", "to", "limit", "after", "scope"};
+
+// n * factor, or nullopt when it overflows int64.
+std::optional<int64_t> Times(int64_t n, int64_t factor) {
+  int64_t out = 0;
+  if (__builtin_mul_overflow(n, factor, &out)) return std::nullopt;
+  return out;
+}
+
+std::string FormatDuration(int64_t ms) {
+  if (ms % kDayMs == 0) return fmt::format("{}d", ms / kDayMs);
+  if (ms % kHourMs == 0) return fmt::format("{}h", ms / kHourMs);
+  if (ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
+  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+
+// Whether ADDRESS:PORT (as the HTTP server reads it: an IP address, v4 or v6, then the port
+// after the last ':') listens on loopback only; nullopt when it is not ADDRESS:PORT.
+std::optional<bool> ListenIsLoopback(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  const std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  int p = -1;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535) {
+    return std::nullopt;
+  }
+  boost::system::error_code bec;
+  const boost::asio::ip::address address = boost::asio::ip::make_address(host, bec);
+  if (bec) return std::nullopt;
+  return address.is_loopback();
+}
 
 // Replaces ${VAR} and ${VAR:-default} in `text`; reports unset variables without a default.
 std::string Interpolate(const std::string& text, const std::string& file,
@@ -124,13 +171,20 @@ class Validator {
     return true;
   }
 
-  bool Duration(const YAML::Node& parent, const char* key, int64_t* out_ms, bool required = false) {
+  // A duration in (0, max_ms], or [0, max_ms] with `allow_zero`.
+  bool Duration(const YAML::Node& parent, const char* key, int64_t* out_ms, bool required = false,
+                int64_t max_ms = kMaxDurationMs, bool allow_zero = false) {
     std::string text;
     if (!String(parent, key, &text, required)) return false;
     auto d = ParseDuration(text);
-    if (!d || *d <= 0) {
+    if (!d || *d < 0 || (*d == 0 && !allow_zero)) {
       Error(parent[key],
             fmt::format("'{}': '{}' is not a duration (e.g. 500ms, 10s, 5m, 1h, 1d)", key, text));
+      return false;
+    }
+    if (*d > max_ms) {
+      Error(parent[key], fmt::format("'{}': '{}' is longer than the most allowed, {}", key, text,
+                                     FormatDuration(max_ms)));
       return false;
     }
     *out_ms = *d;
@@ -143,6 +197,11 @@ class Validator {
     auto s = ParseSize(text);
     if (!s || *s <= 0) {
       Error(parent[key], fmt::format("'{}': '{}' is not a size (e.g. 512MiB, 1GiB)", key, text));
+      return false;
+    }
+    if (*s > kMaxSizeBytes) {
+      Error(parent[key],
+            fmt::format("'{}': '{}' is larger than the most allowed, 1TiB", key, text));
       return false;
     }
     *out = *s;
@@ -174,7 +233,8 @@ class Validator {
 
   void Service(const YAML::Node& n, Config* c) {
     if (!Keys(n, "service",
-              {"http_listen", "state_dir", "log_format", "shutdown_timeout", "http_token_file"})) {
+              {"http_listen", "state_dir", "log_format", "shutdown_timeout", "http_token_file",
+               "http_allow_unauthenticated"})) {
       return;
     }
     String(n, "http_listen", &c->http_listen);
@@ -189,10 +249,41 @@ class Validator {
         Error(n["http_token_file"], fmt::format("http_token_file {} is empty", c->http_token_file));
       } else {
         c->http_token = token->substr(begin, token->find_last_not_of(" \t\r\n") - begin + 1);
+        struct stat st {};
+        if (::stat(c->http_token_file.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+          Logger("config")->warn(
+              "{}: http_token_file {} can be read by others (mode {:o}); chmod 600 it", file_,
+              c->http_token_file, st.st_mode & 0777);
+        }
       }
     }
     OneOf(n, "log_format", &c->log_format, {"text", "json"});
-    Duration(n, "shutdown_timeout", &c->shutdown_timeout_ms);
+    Duration(n, "shutdown_timeout", &c->shutdown_timeout_ms, false, kHourMs);
+    Bool(n, "http_allow_unauthenticated", &c->http_allow_unauthenticated);
+    if (n["http_listen"]) {
+      const std::optional<bool> loopback = ListenIsLoopback(c->http_listen);
+      if (!loopback) {
+        Error(n["http_listen"],
+              fmt::format("'http_listen': '{}' is not ADDRESS:PORT (an IP address and a port "
+                          "0..65535)",
+                          c->http_listen));
+      } else if (!*loopback && c->http_token_file.empty() && !c->http_allow_unauthenticated) {
+        Error(n["http_listen"],
+              fmt::format("'http_listen': {} is not a loopback address: set http_token_file (or "
+                          "http_allow_unauthenticated: true to serve the API to anyone)",
+                          c->http_listen));
+      }
+    }
+  }
+
+  bool Bool(const YAML::Node& parent, const char* key, bool* out) {
+    const YAML::Node n = parent[key];
+    if (!n) return false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, *out)) {
+      Error(n, fmt::format("'{}' must be true or false", key));
+      return false;
+    }
+    return true;
   }
 
   void Engine(const YAML::Node& n, Config* c) {
@@ -212,7 +303,7 @@ class Validator {
       c->checkpoint_every_batches = std::stoll(m[1].str());
       if (c->checkpoint_every_batches <= 0) Error(n["every"], "'every': need at least 1 batch");
     } else {
-      Duration(n, "every", &c->checkpoint_every_ms);
+      Duration(n, "every", &c->checkpoint_every_ms, false, kDayMs);
     }
     Integer(n, "keep", &c->checkpoint_keep, 1, 1000);
   }
@@ -240,7 +331,7 @@ class Validator {
       if (String(n, "path", &s.path, true) && !FileExists(s.path)) {
         Error(n["path"], fmt::format("source {}: cannot read '{}'", name, s.path));
       }
-      Integer(n, "max_records_per_batch", &s.max_records_per_batch, 1, int64_t{1} << 40);
+      Integer(n, "max_records_per_batch", &s.max_records_per_batch, 1, kMaxRecordsPerBatch);
     } else {
       Keys(n, "kafka source " + name,
            {"type", "bootstrap_servers", "topic", "topics", "group_id", "starting_offsets",
@@ -260,14 +351,14 @@ class Validator {
         Error(n, fmt::format("kafka source {} needs 'topic' or 'topics'", name));
       String(n, "group_id", &s.group_id);
       OneOf(n, "starting_offsets", &s.starting_offsets, {"earliest", "latest"});
-      Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, int64_t{1} << 40);
+      Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, kMaxRecordsPerBatch);
       OneOf(n, "on_data_loss", &s.on_data_loss, {"fail", "skip"});
       OneOf(n, "assignment", &s.assignment, {"group", "all"});
       if (const YAML::Node rc = n["rate_control"]) {
         if (Keys(rc, "rate_control", {"initial_rate", "min_rate"})) {
           s.rate_control = true;
-          Integer(rc, "initial_rate", &s.initial_rate, 1, int64_t{1} << 40);
-          Integer(rc, "min_rate", &s.min_rate, 1, int64_t{1} << 40);
+          Integer(rc, "initial_rate", &s.initial_rate, 1, kMaxRecordsPerBatch);
+          Integer(rc, "min_rate", &s.min_rate, 1, kMaxRecordsPerBatch);
         }
       }
       if (Duration(n, "request_timeout", &s.request_timeout_ms) &&
@@ -393,7 +484,7 @@ class Validator {
     if (String(n, "source", &q.source, true) && !c->sources.contains(q.source)) {
       Error(n["source"], fmt::format("unknown source '{}'", q.source));
     }
-    Duration(n, "batch_interval", &q.batch_interval_ms);
+    Duration(n, "batch_interval", &q.batch_interval_ms, false, kHourMs);
     if (const YAML::Node et = n["event_time"]) {
       if (Keys(et, "event_time", {"field", "max_future"})) {
         String(et, "field", &a.time_field, true);
@@ -411,24 +502,47 @@ class Validator {
         a.window.slide_ms = a.window.length_ms;
         Duration(w, "slide", &a.window.slide_ms);
       }
-      if (86'400'000 % a.window.length_ms != 0) {
+      if (kDayMs % a.window.length_ms != 0) {
         Error(w, "window length must divide a day (e.g. 1m, 15m, 1h, 1d)");
       } else if (a.window.slide_ms > a.window.length_ms ||
                  a.window.length_ms % a.window.slide_ms != 0) {
         Error(w, "window slide must divide the window length");
+      } else if (a.window.length_ms / a.window.slide_ms > kMaxWindowsPerEvent) {
+        Error(w, fmt::format("a window of {} sliding by {} puts each event in {} windows; at most "
+                             "{} are allowed",
+                             FormatDuration(a.window.length_ms), FormatDuration(a.window.slide_ms),
+                             a.window.length_ms / a.window.slide_ms, kMaxWindowsPerEvent));
       }
     } else {
       Error(n, "missing required key 'window' (e.g. window: 1h)");
     }
-    Duration(n, "allowed_lateness", &a.allowed_lateness_ms);
+    Duration(n, "allowed_lateness", &a.allowed_lateness_ms, false, kMaxDurationMs,
+             /*allow_zero=*/true);
+    std::set<std::string> output_fields = {"_id", "ts", "freq", "metrics"};
     if (const YAML::Node g = n["group_by"]; g && g.IsSequence() && g.size() > 0) {
-      for (const auto& f : g) a.group_by.push_back(f.as<std::string>());
+      for (const auto& f : g) {
+        const std::string field = f.as<std::string>();
+        if (kAggregatesApiParameters.contains(field)) {
+          Error(f, fmt::format("group field '{}' would be read as the aggregates API's own "
+                               "parameter '{}'; rename it in the query",
+                               field, field));
+        } else if (!output_fields.insert(field).second) {
+          Error(f, fmt::format("group field '{}' collides with an output record field", field));
+        }
+        a.group_by.push_back(field);
+      }
     } else {
       Error(g ? g : n, "'group_by' must be a non-empty list of fields");
     }
     if (const YAML::Node aggs = n["aggregates"]; aggs && aggs.IsMap() && aggs.size() > 0) {
       for (auto it = aggs.begin(); it != aggs.end(); ++it) {
-        Aggregate(it->first.as<std::string>(), it->second, &a);
+        const std::string name = it->first.as<std::string>();
+        if (output_fields.contains(name)) {
+          Error(it->first, fmt::format("aggregate name '{}' collides with an output record field "
+                                       "(_id, ts, freq, metrics or a group field)",
+                                       name));
+        }
+        Aggregate(name, it->second, &a);
       }
     } else {
       Error(aggs ? aggs : n, "'aggregates' must be a non-empty mapping of name: aggregate");
@@ -485,7 +599,53 @@ class Validator {
         }
       }
     }
+    OutputDirs(n, q, c->state_dir);
     c->queries.push_back(std::move(q));
+  }
+
+  // The directories a query writes (PATH/QUERY of each JSON sink, dead letters, late output)
+  // may not be one another, nor one inside another, nor inside the state directory: two
+  // writers of one batch=N directory replace each other's files.
+  void OutputDirs(const YAML::Node& n, const QueryConfig& q, const std::string& state_dir) {
+    namespace fs = std::filesystem;
+    auto normal = [](const std::string& path) {
+      std::error_code ec;
+      fs::path p = fs::absolute(path, ec);
+      return (ec ? fs::path(path) : p).lexically_normal();
+    };
+    auto inside = [](const fs::path& a, const fs::path& b) {  // a is b or under it
+      auto [ai, bi] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+      return bi == b.end() || (bi->empty() && std::next(bi) == b.end());
+    };
+    std::vector<std::pair<fs::path, std::string>> mine;
+    const std::string& name = q.aggregation.name;
+    for (size_t i = 0; i < q.sinks.size(); ++i) {
+      if (q.sinks[i].type != "json_files") continue;
+      mine.emplace_back(normal(q.sinks[i].path) / name,
+                        fmt::format("sink {} of query {}", i + 1, name));
+    }
+    if (!q.dead_letter_path.empty()) {
+      mine.emplace_back(normal(q.dead_letter_path) / name, "dead_letter of query " + name);
+    }
+    if (!q.late_output_path.empty()) {
+      mine.emplace_back(normal(q.late_output_path) / name, "late_output of query " + name);
+    }
+    const fs::path state = normal(state_dir);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (inside(mine[i].first, state)) {
+        Error(n, fmt::format("{} writes {}, inside service.state_dir", mine[i].second,
+                             mine[i].first.string()));
+      }
+      auto overlap = [&](const std::pair<fs::path, std::string>& other) {
+        if (inside(mine[i].first, other.first) || inside(other.first, mine[i].first)) {
+          Error(n, fmt::format("{} and {} write overlapping directories ({} and {})", other.second,
+                               mine[i].second, other.first.string(), mine[i].first.string()));
+        }
+      };
+      for (size_t j = 0; j < i; ++j) overlap(mine[j]);
+      for (const auto& other : output_dirs_) overlap(other);
+    }
+    output_dirs_.insert(output_dirs_.end(), mine.begin(), mine.end());
   }
 
  private:
@@ -493,6 +653,8 @@ class Validator {
 
   std::string file_;
   std::vector<ConfigError>* errors_;
+  // Output directories of the queries validated so far, with what writes them.
+  std::vector<std::pair<std::filesystem::path, std::string>> output_dirs_;
 };
 
 }  // namespace
@@ -508,10 +670,10 @@ std::optional<int64_t> ParseDuration(std::string_view text) {
   const int64_t n = std::stoll(std::string(text.substr(0, i)));
   const std::string_view unit = text.substr(i);
   if (unit == "ms") return n;
-  if (unit == "s") return n * 1000;
-  if (unit == "m" || unit == "min") return n * 60'000;
-  if (unit == "h") return n * 3'600'000;
-  if (unit == "d") return n * 86'400'000;
+  if (unit == "s") return Times(n, 1000);
+  if (unit == "m" || unit == "min") return Times(n, 60'000);
+  if (unit == "h") return Times(n, 3'600'000);
+  if (unit == "d") return Times(n, kDayMs);
   return std::nullopt;
 }
 
@@ -522,12 +684,12 @@ std::optional<int64_t> ParseSize(std::string_view text) {
   const int64_t n = std::stoll(std::string(text.substr(0, i)));
   const std::string_view unit = text.substr(i);
   if (unit.empty() || unit == "B") return n;
-  if (unit == "KiB") return n << 10;
-  if (unit == "MiB") return n << 20;
-  if (unit == "GiB") return n << 30;
-  if (unit == "KB") return n * 1000;
-  if (unit == "MB") return n * 1000'000;
-  if (unit == "GB") return n * 1000'000'000;
+  if (unit == "KiB") return Times(n, int64_t{1} << 10);
+  if (unit == "MiB") return Times(n, int64_t{1} << 20);
+  if (unit == "GiB") return Times(n, int64_t{1} << 30);
+  if (unit == "KB") return Times(n, 1000);
+  if (unit == "MB") return Times(n, 1000'000);
+  if (unit == "GB") return Times(n, 1000'000'000);
   return std::nullopt;
 }
 

@@ -72,6 +72,8 @@ struct Config {
   std::string log_format = "text";
   std::string http_token_file;  // a file holding the bearer token /v1/* requests need
   std::string http_token;       // its content without surrounding whitespace (read at load)
+  // Serve /v1 without a token on a non-loopback address (refused by validate otherwise).
+  bool http_allow_unauthenticated = false;
   int64_t shutdown_timeout_ms = 20000;
   // engine
   int workers = 2;

@@ -183,6 +183,12 @@ Metrics::Metrics()
                            .Help("When the last checkpoint finished")
                            .Register(*registry_)
                            .Add({})),
+      broken_states_(BuildGauge()
+                         .Name("runnel_state_broken_databases")
+                         .Help("Live databases set aside as corrupt (db.broken-*) in state_dir, "
+                               "left for an operator to inspect and remove")
+                         .Register(*registry_)
+                         .Add({})),
       cpu_seconds_(BuildCounter()
                        .Name("process_cpu_seconds_total")
                        .Help("User and system CPU time")

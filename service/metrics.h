@@ -68,6 +68,9 @@ class Metrics {
   // A checkpoint finished: its duration, and now as the last checkpoint time.
   void ObserveCheckpoint(double seconds);
 
+  // How many set-aside databases (db.broken-*) the state directory holds.
+  void SetBrokenStates(int64_t count) { broken_states_.Set(static_cast<double>(count)); }
+
   // Prometheus text format of every metric, process_* refreshed first.
   std::string Scrape();
 
@@ -94,6 +97,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& state_bytes_;
   prometheus::Histogram& checkpoint_duration_;
   prometheus::Gauge& last_checkpoint_;
+  prometheus::Gauge& broken_states_;
   prometheus::Counter& cpu_seconds_;
   prometheus::Gauge& resident_bytes_;
   prometheus::Gauge& virtual_bytes_;
@@ -110,7 +114,7 @@ class Metrics {
   };
   std::vector<KafkaProbe> kafka_probes_;                       // guarded by mu_
   std::function<std::pair<int64_t, int64_t>()> engine_probe_;  // guarded by mu_
-  prometheus::Family<prometheus::Counter>* tasks_ = nullptr;   // guarded by mu_  // guarded by mu_
+  prometheus::Family<prometheus::Counter>* tasks_ = nullptr;   // guarded by mu_
 };
 
 }  // namespace runnel::service

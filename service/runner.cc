@@ -15,6 +15,7 @@
 #include <boost/json.hpp>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/state_dir.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "engine/context.h"
@@ -67,13 +68,24 @@ struct RunningQuery {
   std::unique_ptr<sinks::JsonFileSink> late_output;
 };
 
+// A JSON file sink under `root` for query `name`, claimed for the state's incarnation.
+Result<std::unique_ptr<sinks::JsonFileSink>> JsonSink(const std::string& root,
+                                                      const std::string& name,
+                                                      const std::string& incarnation,
+                                                      bool state_has_batches) {
+  auto sink = std::make_unique<sinks::JsonFileSink>(root, name);
+  RETURN_NOT_OK(sink->Claim(incarnation, /*adopt_unmarked=*/state_has_batches));
+  return sink;
+}
+
 Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* engine,
-                  streaming::StateStore* store, RunningQuery* rq) {
+                  state::RocksDbStateStore* store, RunningQuery* rq) {
   const std::string& name = qc.aggregation.name;
   const SourceConfig& source = config.sources.at(qc.source);
   rq->config = &qc;
   ASSIGN_OR_RETURN(rq->query, streaming::AggregationQuery::Make(qc.aggregation, store));
   ASSIGN_OR_RETURN(streaming::CommittedBatch next, rq->query->Recover());
+  const bool has_batches = next.batch_id.value() > 0;  // the state holds batches of its own
   rq->ssc = std::make_unique<streaming::StreamingContext>(
       engine, streaming::StreamingOptions{.batch_interval = Millis(qc.batch_interval_ms),
                                           .first_batch_id = next.batch_id});
@@ -113,14 +125,17 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                                                           .librdkafka = s.librdkafka}));
       rq->sinks.push_back(std::move(sink));
     } else {
-      rq->sinks.push_back(std::make_unique<sinks::JsonFileSink>(s.path, name));
+      ASSIGN_OR_RETURN(auto sink, JsonSink(s.path, name, store->incarnation(), has_batches));
+      rq->sinks.push_back(std::move(sink));
     }
   }
   if (!qc.dead_letter_path.empty()) {
-    rq->dead_letters = std::make_unique<sinks::JsonFileSink>(qc.dead_letter_path, name);
+    ASSIGN_OR_RETURN(rq->dead_letters,
+                     JsonSink(qc.dead_letter_path, name, store->incarnation(), has_batches));
   }
   if (!qc.late_output_path.empty()) {
-    rq->late_output = std::make_unique<sinks::JsonFileSink>(qc.late_output_path, name);
+    ASSIGN_OR_RETURN(rq->late_output,
+                     JsonSink(qc.late_output_path, name, store->incarnation(), has_batches));
     auto* late = rq->late_output.get();
     rq->query->SetLateSink([late](BatchId batch, const std::vector<std::string>& lines) {
       std::vector<std::string> records;
@@ -173,6 +188,19 @@ int RunService(const Config& config, const RunOptions& options) {
     log->error("engine: {}", engine.status().ToString());
     return kExitFailure;
   }
+  // One process owns a state directory: nothing in it is touched before the lock is held.
+  auto lock = checkpoint::StateDirLock::Acquire(config.state_dir);
+  if (!lock.ok()) {
+    log->error("state: {}", lock.status().ToString());
+    return lock.status().code() == StatusCode::kUnavailable ? kExitStateDirBusy : kExitFailure;
+  }
+  const std::vector<std::string> broken = checkpoint::BrokenStates(config.state_dir);
+  for (const std::string& dir : broken) {
+    log->warn(
+        "state: {} is a database set aside as corrupt by an earlier start; inspect it "
+        "and remove it when done (runnel never deletes it)",
+        dir);
+  }
   // RUNNEL_DISK_FAULT_FILE (tests only): state writes fail while that file exists.
   const char* disk_fault = std::getenv("RUNNEL_DISK_FAULT_FILE");  // NOLINT(concurrency-mt-unsafe)
   auto store = checkpoint::OpenState(config.state_dir,
@@ -184,6 +212,7 @@ int RunService(const Config& config, const RunOptions& options) {
     return kExitFailure;
   }
   Metrics metrics;
+  metrics.SetBrokenStates(static_cast<int64_t>(broken.size()));
   auto* db = store->get();
   metrics.SetStorageProbe([db] { return db->Tickers(); });
   metrics.SetEngineProbe([context = engine->get()] {

@@ -14,6 +14,34 @@ namespace runnel::sinks {
 JsonFileSink::JsonFileSink(std::string root, std::string query)
     : dir_(std::move(root) + "/" + std::move(query)) {}
 
+Status JsonFileSink::Claim(const std::string& incarnation, bool adopt_unmarked) {
+  const std::string mark = dir_ + "/" + kIncarnationFile;
+  std::error_code ec;
+  if (std::filesystem::exists(mark, ec)) {
+    ASSIGN_OR_RETURN(std::string found, ReadFile(mark, 4096));
+    while (!found.empty() && (found.back() == '\n' || found.back() == ' ')) found.pop_back();
+    if (found == incarnation) return Status::OK();
+    return Status::FailedPrecondition(fmt::format(
+        "sink {} holds the output of another state (incarnation {}; this state is {}): the "
+        "state started over, and its batch ids would replace and be shadowed by the old ones. "
+        "Move the old output away, or give the sink a new path",
+        dir_, found, incarnation));
+  }
+  bool has_batches = false;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    has_batches |= entry.path().filename().string().starts_with("batch=");
+  }
+  if (has_batches && !adopt_unmarked) {
+    return Status::FailedPrecondition(fmt::format(
+        "sink {} holds batches of an earlier state, and this state (incarnation {}) is new: its "
+        "batch ids would replace and be shadowed by the old ones. Move the old output away, or "
+        "give the sink a new path",
+        dir_, incarnation));
+  }
+  RETURN_NOT_OK(MakeDirs(dir_));
+  return WriteFileAtomically(mark, incarnation + "\n", /*sync=*/true);
+}
+
 Status JsonFileSink::Write(BatchId batch, const std::vector<std::string>& records) {
   if (records.empty()) return Status::OK();
   RETURN_NOT_OK(MakeDirs(dir_));

@@ -6,6 +6,11 @@
 // directory, so the sink's content is exact after any crash. The latest batch holding an _id
 // has its current value. Empty batches write nothing.
 //
+// Incarnations: batch ids restart at 0 when a state starts over (its database lost or removed),
+// and a new batch=0 would replace the old one while the old higher-numbered batches shadow the
+// new values. Claim ties PATH/QUERY to one state's incarnation (the file PATH/QUERY/INCARNATION)
+// and refuses a directory that holds another incarnation's batches.
+//
 // Thread safety: Write may be called from one thread at a time per query.
 #pragma once
 
@@ -18,12 +23,21 @@
 
 namespace runnel::sinks {
 
+inline constexpr char kIncarnationFile[] = "INCARNATION";
+
 class JsonFileSink final : public RecordSink {
  public:
   // `root` is the configured path; `query` a validated query name (no '/', no "..").
   JsonFileSink(std::string root, std::string query);
 
   Status Write(BatchId batch, const std::vector<std::string>& records) override;
+
+  // Before the first Write: marks PATH/QUERY as the output of state incarnation `incarnation`.
+  // OK when it already is, or holds no batch yet. A directory marked by another incarnation is
+  // refused (FailedPrecondition, naming both). Batches without a mark (written before
+  // incarnations existed) are adopted only when `adopt_unmarked` (the state has committed
+  // batches of its own, so they are its output), refused otherwise.
+  Status Claim(const std::string& incarnation, bool adopt_unmarked);
 
   // PATH/QUERY
   const std::string& dir() const { return dir_; }

@@ -74,7 +74,7 @@ Result<std::shared_ptr<FileSource>> FileSource::Make(streaming::StreamingContext
   }
   auto source =
       std::shared_ptr<FileSource>(new FileSource(ssc, std::move(options), std::move(files)));
-  ssc->AddInput(source.get());
+  source->registration_ = ssc->AddInput(source.get());
   return source;
 }
 

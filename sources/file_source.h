@@ -69,6 +69,7 @@ class FileSource final : public streaming::DStreamNode<std::string>,
   bool exhausted_ = false;                                 // guarded by mu_
   // The positions before the last Plan, and its batch time (for Abandon); guarded by mu_.
   std::pair<int64_t, std::vector<FilePosition>> before_last_plan_{-1, {}};
+  streaming::StreamingContext::Registration registration_;  // last: unregisters first
 };
 
 }  // namespace runnel::sources

@@ -105,7 +105,7 @@ Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(streaming::StreamingConte
     std::scoped_lock lock(source->mu_, source->view_mu_);
     for (const auto& [tp, unused] : source->positions_) source->owned_.insert(tp);
   }
-  ssc->AddInput(source.get());
+  source->registration_ = ssc->AddInput(source.get());
   return source;
 }
 
@@ -138,6 +138,7 @@ double KafkaSource::rate() const {
 }
 
 KafkaSource::~KafkaSource() {
+  registration_ = {};  // no batch plans this source from here on
   if (member_ != nullptr) {
     rd_kafka_consumer_close(member_);  // leaves the group (the revocation commits)
     rd_kafka_destroy(member_);
@@ -318,14 +319,25 @@ Status KafkaSource::CommitToGroup(const std::map<std::string, std::string>& posi
       offsets[tp] = offset;
     }
   }
-  return CommitOffsets(offsets);
+  return CommitOffsets(std::move(offsets));
 }
 
-Status KafkaSource::CommitOffsets(const std::map<TopicPartition, int64_t>& offsets) {
+Status KafkaSource::CommitOffsets(std::map<TopicPartition, int64_t> offsets, bool async) {
   // The synchronous commit talks to the broker: it holds commit_mu_, never mu_, so batches
   // keep planning meanwhile.
-  if (offsets.empty()) return Status::OK();
   std::lock_guard commit_lock(commit_mu_);
+  std::map<TopicPartition, int64_t> before;  // to restore if the commit fails
+  for (auto it = offsets.begin(); it != offsets.end();) {
+    auto [previous, fresh] = committed_offsets_.try_emplace(it->first, -1);
+    if (it->second <= previous->second) {
+      it = offsets.erase(it);
+      continue;
+    }
+    before[it->first] = previous->second;
+    previous->second = it->second;
+    ++it;
+  }
+  if (offsets.empty()) return Status::OK();
   rd_kafka_t* rk = member_;
   if (rk == nullptr && committer_ == nullptr) {
     ASSIGN_OR_RETURN(committer_, NewConsumer(options_, ""));
@@ -336,9 +348,10 @@ Status KafkaSource::CommitOffsets(const std::map<TopicPartition, int64_t>& offse
   for (const auto& [tp, offset] : offsets) {
     rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
   }
-  const rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, /*async=*/0);
+  const rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, async ? 1 : 0);
   rd_kafka_topic_partition_list_destroy(list);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (const auto& [tp, offset] : before) committed_offsets_[tp] = offset;
     return Status::Unavailable(
         fmt::format("commit offsets to group {}: {}", options_.group_id, rd_kafka_err2str(err)));
   }
@@ -514,23 +527,21 @@ void KafkaSource::Abandon(BatchTime t) {
 }
 
 void KafkaSource::Confirm(BatchTime t) {
-  std::lock_guard lock(mu_);
-  if (t.value() != last_plan_time_) return;
-  rd_kafka_topic_partition_list_t* moved = nullptr;
-  for (const auto& [tp, position] : after_last_plan_) {
-    int64_t& confirmed = confirmed_[tp];
-    if (member_ != nullptr && position >= 0 && position != confirmed) {
-      if (moved == nullptr) moved = rd_kafka_topic_partition_list_new(4);
-      rd_kafka_topic_partition_list_add(moved, tp.first.c_str(), tp.second)->offset = position;
+  std::map<TopicPartition, int64_t> moved;
+  {
+    std::lock_guard lock(mu_);
+    if (t.value() != last_plan_time_) return;
+    for (const auto& [tp, position] : after_last_plan_) {
+      int64_t& confirmed = confirmed_[tp];
+      if (member_ != nullptr && position >= 0 && position != confirmed) moved[tp] = position;
+      confirmed = position;
     }
-    confirmed = position;
   }
   // A group member publishes each committed batch's offsets at once (asynchronously): the
   // member that takes over a partition starts where this one stopped, even when the commit on
   // revocation is refused (a broker may refuse commits while the group rebalances).
-  if (moved != nullptr) {
-    rd_kafka_commit(member_, moved, /*async=*/1);
-    rd_kafka_topic_partition_list_destroy(moved);
+  if (Status st = CommitOffsets(std::move(moved), /*async=*/true); !st.ok()) {
+    Logger("kafka")->warn("source {}: {}", options_.name, st.ToString());
   }
 }
 

@@ -115,7 +115,8 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   // Why the source is not healthy now (a stalled read), or empty.
   std::string Trouble() const;
   // Commits this source's entries of `positions` ("kafka:TOPIC/PARTITION" -> next offset) to
-  // the consumer group `group_id`.
+  // the consumer group `group_id`; entries at or below what the source committed before are
+  // left out (a checkpoint's positions may be older than the batches committed since).
   Status CommitToGroup(const std::map<std::string, std::string>& positions);
 
  protected:
@@ -134,7 +135,11 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   void OnAssigned(const std::vector<TopicPartition>& partitions);
   void OnRevoked(const std::vector<TopicPartition>& partitions);
   // Commits offsets to the group on the member handle (or a plain committer without one).
-  Status CommitOffsets(const std::map<TopicPartition, int64_t>& offsets);
+  // The one place that commits group offsets (batches, revocations, checkpoints): an offset at
+  // or below what was committed (or requested, for async commits) before for its partition is
+  // dropped, so the group's offsets only move forward. Takes commit_mu_; callers hold no
+  // other lock of the source.
+  Status CommitOffsets(std::map<TopicPartition, int64_t> offsets, bool async = false);
   // Fixes the start of partitions assigned since the last Plan; mu_ held.
   Status ResolveFreshPartitions();
   // (log start, log end) of each partition.
@@ -170,8 +175,10 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   std::map<TopicPartition, int64_t> lag_;                // guarded by view_mu_
   std::map<TopicPartition, std::string> stalls_;         // stalled reads; view_mu_
   std::mutex commit_mu_;                                 // serializes commits
+  std::map<TopicPartition, int64_t> committed_offsets_;  // largest sent per partition; commit_mu_
   rd_kafka_t* committer_ = nullptr;  // guarded by commit_mu_; without membership, made on use
   std::map<TopicPartition, std::shared_ptr<Consumer>> consumers_;  // guarded by mu_
+  streaming::StreamingContext::Registration registration_;         // as an input of the context
 };
 
 std::string PositionKey(const std::string& topic, int32_t partition);

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <filesystem>
+#include <random>
 
 #include <fmt/format.h>
 #include <rocksdb/cache.h>
@@ -20,6 +21,15 @@ namespace runnel::state {
 namespace {
 
 constexpr char kBatchKeyPrefix[] = "batch/";
+constexpr char kIncarnationKey[] = "incarnation";
+
+// 128 random bits as 32 hex digits.
+std::string NewIncarnationId() {
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < 4; ++i) out += fmt::format("{:08x}", static_cast<uint32_t>(random()));
+  return out;
+}
 constexpr uint32_t kBatchFormatVersion = 1;  // BatchRecord.format_version
 
 std::string EncodeCommitted(const streaming::CommittedBatch& b) {
@@ -173,15 +183,28 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
     RETURN_NOT_OK(MakeDirs(std::filesystem::path(options.path).parent_path().string()));
     RETURN_NOT_OK(CreateDatabase(options.path, db_options));
   }
+  // A database whose own files are missing (CURRENT, or the MANIFEST it names) is corrupt;
+  // every other open error (a lock, EACCES, EMFILE, ENOSPC, EIO) is reported as what it is.
+  auto opening = [&options](const rocksdb::Status& s, std::string_view what) {
+    if (s.IsPathNotFound()) {
+      return Status::Corruption(fmt::format("state {}: {}: a file of the database is missing: {}",
+                                            options.path, what, s.ToString()));
+    }
+    return FromRocks(s, fmt::format("state {}: {}", options.path, what));
+  };
+  if (!std::filesystem::exists(options.path + "/CURRENT", ec)) {
+    return Status::Corruption(
+        fmt::format("state {} is not a database: it has no CURRENT file", options.path));
+  }
   std::vector<std::string> names;
-  RETURN_NOT_OK(FromRocks(rocksdb::DB::ListColumnFamilies(db_options, options.path, &names),
-                          fmt::format("state {} is not a readable database", options.path)));
+  RETURN_NOT_OK(opening(rocksdb::DB::ListColumnFamilies(db_options, options.path, &names),
+                        "list column families"));
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : names) descriptors.emplace_back(name, cf_options);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  RETURN_NOT_OK(FromRocks(rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw),
-                          "open state " + options.path));
+  RETURN_NOT_OK(
+      opening(rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw), "open"));
   std::unique_ptr<rocksdb::DB> db(raw);
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families;
   for (size_t i = 0; i < handles.size(); ++i) families[names[i]] = handles[i];
@@ -189,6 +212,7 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
       std::move(options), std::move(db), std::move(families), cf_options, std::move(retention),
       std::move(statistics), std::move(env), db_options));
   RETURN_NOT_OK(store->LoadRetention());
+  RETURN_NOT_OK(store->LoadIncarnation());
   return store;
 }
 
@@ -264,6 +288,23 @@ Status RocksDbStateStore::ReopenLocked() {
   std::lock_guard lock(families_mu_);
   for (size_t i = 0; i < handles.size(); ++i) families_[names[i]] = handles[i];
   return Status::OK();
+}
+
+Status RocksDbStateStore::LoadIncarnation() {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), kIncarnationKey, &value);
+  if (s.ok()) {
+    incarnation_ = value;
+    return Status::OK();
+  }
+  if (!s.IsNotFound()) return FromRocks(s, "read the state's incarnation");
+  // A new database (or one made before incarnations): its id, written once.
+  incarnation_ = NewIncarnationId();
+  rocksdb::WriteOptions write;
+  write.sync = options_.sync_commits;
+  return FromRocks(db_->Put(write, db_->DefaultColumnFamily(), kIncarnationKey, incarnation_),
+                   "write the state's incarnation");
 }
 
 Status RocksDbStateStore::LoadRetention() {

@@ -74,6 +74,11 @@ class RocksDbStateStore final : public streaming::StateStore {
   Status Compact(const std::string& ns);
 
   NamespaceStats Stats(const std::string& ns);
+  // This database's incarnation: an id written once, when the database is made (or first
+  // opened by a version that has incarnations), and kept by checkpoints and restores. A state
+  // that starts over (its db/ lost or removed) has a new one; sinks use it to refuse mixing a
+  // new state's output with an earlier state's (sinks/json_file_sink.h).
+  const std::string& incarnation() const { return incarnation_; }
   // RocksDB's tickers the metrics export, by short name (block_cache_hit, bytes_written, ...).
   std::map<std::string, uint64_t> Tickers() const;
 
@@ -90,6 +95,8 @@ class RocksDbStateStore final : public streaming::StateStore {
   Result<rocksdb::ColumnFamilyHandle*> Family(const std::string& ns, bool create);
   // Reads every namespace's expire_before cutoff into the retention filter (at open).
   Status LoadRetention();
+  // Reads the incarnation id, or makes and writes one (at open).
+  Status LoadIncarnation();
   // The callers hold db_mu_ (shared or exclusive).
   Status Usable() const;
   Result<std::optional<streaming::CommittedBatch>> LastCommittedLocked(const std::string& ns);
@@ -118,6 +125,7 @@ class RocksDbStateStore final : public streaming::StateStore {
   std::atomic<bool> write_failed_{false};  // a write failed: the next call reopens the db
   std::mutex families_mu_;                 // guards families_ (handles live until the store closes)
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
+  std::string incarnation_;  // set at open, then constant
 };
 
 // Converts a RocksDB status at the module edge.

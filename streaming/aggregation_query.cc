@@ -353,13 +353,21 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   return Status::OK();
 }
 
+void AppendIdPart(std::string_view value, std::string* id) {
+  for (char c : value) {
+    if (c == '|' || c == '\\') id->push_back('\\');
+    id->push_back(c);
+  }
+  id->push_back('|');
+}
+
 std::string AggregationQuery::FormatRecord(const std::string& key, const AggRow& row) const {
   std::vector<std::string> values;
   EventTimeMs start = 0;
   if (!DecodeStateKey(key, options_->group_by.size(), &values, &start).ok()) return "{}";
   const std::string ts = FormatIsoTimestamp(start);
   std::string id;
-  for (auto it = values.rbegin(); it != values.rend(); ++it) id += *it + "|";
+  for (auto it = values.rbegin(); it != values.rend(); ++it) AppendIdPart(*it, &id);
   id += ts;
   boost::json::object record;
   record["_id"] = id;

@@ -157,4 +157,9 @@ std::string EncodeStateKey(const std::vector<std::string>& group_values, EventTi
 Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std::string>* values,
                       EventTimeMs* window_start);
 
+// An output record's `_id` is its group values last to first, then `ts`, joined by '|'. Inside
+// a value, '|' and '\\' are escaped with a '\\', so two groups never share an `_id` (values
+// without either character keep the plain joined form). Appends `value` and a '|' to `id`.
+void AppendIdPart(std::string_view value, std::string* id);
+
 }  // namespace runnel::streaming

@@ -59,17 +59,13 @@ class DStreamNodeBase {
   Millis remember_{0};
 };
 
+// A node registers with its context while it lives (a stream built and then discarded is
+// unregistered, never called again); it must not outlive the context.
 template <typename T>
-class DStreamNode : public DStreamNodeBase {
+class DStreamNode : public DStreamNodeBase, public StreamNodeHooks {
  public:
   DStreamNode(StreamingContext* ssc, Millis slide, std::vector<DStreamNodeBase*> parents)
-      : DStreamNodeBase(ssc, slide, std::move(parents)) {
-    ssc->AddCleaner([this](BatchTime t) { ClearOlderThan(t); });
-    ssc->AddForgetter([this](BatchTime t) {
-      std::lock_guard lock(mu_);
-      generated_.erase(t.value());
-    });
-  }
+      : DStreamNodeBase(ssc, slide, std::move(parents)), registration_(ssc->AddNode(this)) {}
 
   // The RDD of batch time t (memoized); nullopt when t is not one of this stream's slides.
   Result<std::optional<engine::Rdd<T>>> GetOrCompute(BatchTime t) {
@@ -85,18 +81,23 @@ class DStreamNode : public DStreamNodeBase {
   virtual Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) = 0;
 
  private:
-  void ClearOlderThan(BatchTime now) {
+  void ClearOlderThan(BatchTime now) final {
     std::lock_guard lock(mu_);
     const int64_t keep_from = now.value() - remember().count();
     while (!generated_.empty() && generated_.begin()->first < keep_from) {
       generated_.erase(generated_.begin());
     }
   }
+  void Forget(BatchTime t) final {
+    std::lock_guard lock(mu_);
+    generated_.erase(t.value());
+  }
 
   // Recursive: a node may ask itself for an earlier batch's RDD while computing (the
   // incremental window reads the previous window).
   std::recursive_mutex mu_;
   std::map<int64_t, std::optional<engine::Rdd<T>>> generated_;  // guarded by mu_
+  StreamingContext::Registration registration_;                 // last: unregisters first
 };
 
 // ---- Inputs ----
@@ -109,9 +110,8 @@ class QueueInputNode final : public DStreamNode<T>, public InputStreamBase {
   QueueInputNode(StreamingContext* ssc, std::deque<std::vector<T>> batches, int partitions)
       : DStreamNode<T>(ssc, ssc->batch_interval(), {}),
         queue_(std::move(batches)),
-        partitions_(partitions) {
-    ssc->AddInput(this);
-  }
+        partitions_(partitions),
+        registration_(ssc->AddInput(this)) {}
 
   void Push(std::vector<T> batch) {
     std::lock_guard lock(mu_);
@@ -158,6 +158,7 @@ class QueueInputNode final : public DStreamNode<T>, public InputStreamBase {
   std::deque<std::vector<T>> queue_;                                  // guarded by mu_
   std::map<int64_t, std::shared_ptr<const std::vector<T>>> planned_;  // guarded by mu_
   const int partitions_;
+  StreamingContext::Registration registration_;  // last: unregisters first
 };
 
 // ---- Transformations ----
@@ -340,8 +341,10 @@ class ReducedWindowedNode final : public DStreamNode<std::pair<K, V>> {
 
 // UpdateStateByKey over a StateStore: per batch, for every key with new values (and every key
 // idle for `timeout`, with no values and timed_out set), state = update(key, values, state,
-// timed_out); nullopt removes the key. Changes commit to the store once per batch. The stream's
-// RDD holds the keys updated in the batch with their new state.
+// timed_out); nullopt removes the key. The stream's RDD holds the keys updated in the batch
+// with their new state. The changes commit to the store once per batch, after the batch's
+// outputs succeeded (CommitBatch): a batch that fails and runs again computes from the state
+// before it, and applies once.
 template <typename K, typename V, typename S>
 class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
  public:
@@ -361,13 +364,8 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
     ASSIGN_OR_RETURN(auto in, parent_->GetOrCompute(t));
     if (!in) return std::optional<engine::Rdd<std::pair<K, S>>>();
     ASSIGN_OR_RETURN(auto grouped, in->GroupByKey().Collect());
-    if (!next_batch_) {
-      ASSIGN_OR_RETURN(auto last, store_->LastCommitted(ns_));
-      next_batch_ = last ? last->batch_id.value() + 1 : 0;
-    }
     BatchCommit commit;
     commit.ns = ns_;
-    commit.batch_id = BatchId(*next_batch_);
     std::vector<std::pair<K, S>> updated;
     std::set<std::string> touched;
     auto apply = [&](const K& key, const std::string& skey, const std::vector<V>& values,
@@ -410,9 +408,26 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
         apply(key, skey, {}, std::move(decoded.second), true);
       }
     }
-    RETURN_NOT_OK(store_->Commit(commit));
-    ++*next_batch_;
+    {
+      std::lock_guard lock(pending_mu_);
+      pending_[t.value()] = std::move(commit);  // a retry computes it again, from the same state
+    }
     return std::optional(this->ssc().engine().Parallelize(std::move(updated), 1));
+  }
+
+  Status CommitBatch(BatchTime t) override {
+    std::lock_guard lock(pending_mu_);
+    auto it = pending_.find(t.value());
+    if (it == pending_.end()) return Status::OK();  // not one of this stream's slides
+    if (!next_batch_) {
+      ASSIGN_OR_RETURN(auto last, store_->LastCommitted(ns_));
+      next_batch_ = last ? last->batch_id.value() + 1 : 0;
+    }
+    it->second.batch_id = BatchId(*next_batch_);
+    RETURN_NOT_OK(store_->Commit(it->second));
+    ++*next_batch_;
+    pending_.erase(pending_.begin(), std::next(it));
+    return Status::OK();
   }
 
  private:
@@ -431,7 +446,9 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
   const std::string ns_;
   const UpdateFn update_;
   const Millis timeout_;
-  std::optional<int64_t> next_batch_;  // runner thread only
+  std::mutex pending_mu_;
+  std::map<int64_t, BatchCommit> pending_;  // by batch time, not yet committed; pending_mu_
+  std::optional<int64_t> next_batch_;       // the next batch id in the store; pending_mu_
 };
 
 // ---- The handle ----

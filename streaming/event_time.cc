@@ -36,7 +36,7 @@ Result<EventTimeMs> ParseIsoTimestamp(std::string_view text) {
     return Status::InvalidArgument(fmt::format("not an ISO-8601 time: '{}'", text));
   };
   size_t pos = 0;
-  int y, mo, d, h, mi, s;
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
   if (!Digits(text, &pos, 4, &y) || !Expect(text, &pos, '-') || !Digits(text, &pos, 2, &mo) ||
       !Expect(text, &pos, '-') || !Digits(text, &pos, 2, &d)) {
     return bad();

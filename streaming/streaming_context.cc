@@ -1,6 +1,7 @@
 #include "streaming/streaming_context.h"
 
 #include <chrono>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -36,6 +37,44 @@ StreamingContext::~StreamingContext() {
   Stop().IgnoreError();  // the destructor cannot report; Stop's status was for the caller
   timer_ = std::jthread();
   runner_ = std::jthread();
+  // Outputs hold stream nodes, whose Registrations unregister from this context.
+  outputs_.clear();
+}
+
+StreamingContext::Registration::Registration(Registration&& other) noexcept
+    : ssc_(std::exchange(other.ssc_, nullptr)), input_(other.input_), node_(other.node_) {}
+
+StreamingContext::Registration& StreamingContext::Registration::operator=(
+    Registration&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    ssc_ = std::exchange(other.ssc_, nullptr);
+    input_ = other.input_;
+    node_ = other.node_;
+  }
+  return *this;
+}
+
+StreamingContext::Registration::~Registration() { Reset(); }
+
+void StreamingContext::Registration::Reset() {
+  if (ssc_ == nullptr) return;
+  std::lock_guard lock(ssc_->graph_mu_);
+  std::erase(ssc_->inputs_, input_);
+  std::erase(ssc_->nodes_, node_);
+  ssc_ = nullptr;
+}
+
+StreamingContext::Registration StreamingContext::AddInput(InputStreamBase* input) {
+  std::lock_guard lock(graph_mu_);
+  inputs_.push_back(input);
+  return Registration(this, input, nullptr);
+}
+
+StreamingContext::Registration StreamingContext::AddNode(StreamNodeHooks* node) {
+  std::lock_guard lock(graph_mu_);
+  nodes_.push_back(node);
+  return Registration(this, nullptr, node);
 }
 
 Status StreamingContext::Start(std::optional<TimePoint> first_batch) {
@@ -111,20 +150,21 @@ Status StreamingContext::RunBatch(TimePoint time) {
 
 Status StreamingContext::RunOne(TimePoint time) {
   std::lock_guard run_lock(run_mu_);
+  const BatchTime t(time.time_since_epoch().count());
   Millis backoff = options_.retry_backoff;
   for (int attempt = 1;; ++attempt) {
     Status st = Attempt(time);
     if (st.ok()) {
-      for (InputStreamBase* input : inputs_) {
-        input->Confirm(BatchTime(time.time_since_epoch().count()));
-      }
+      std::lock_guard lock(graph_mu_);
+      for (InputStreamBase* input : inputs_) input->Confirm(t);
       return st;
     }
     if (!options_.retry_transient || !IsTransient(st)) return st;
-    for (InputStreamBase* input : inputs_) {
-      input->Abandon(BatchTime(time.time_since_epoch().count()));
+    {
+      std::lock_guard lock(graph_mu_);
+      for (InputStreamBase* input : inputs_) input->Abandon(t);
+      for (StreamNodeHooks* node : nodes_) node->Forget(t);
     }
-    for (const auto& forget : forgetters_) forget(BatchTime(time.time_since_epoch().count()));
     Logger("streaming")
         ->warn("batch at {} failed (attempt {}), retrying in {} ms: {}",
                time.time_since_epoch().count(), attempt, backoff.count(), st.ToString());
@@ -146,15 +186,21 @@ Status StreamingContext::Attempt(TimePoint time) {
   info.progress.scheduling_delay_seconds =
       std::max(0.0, std::chrono::duration<double>(clock_->Now() - time).count());
   Status st;
-  for (InputStreamBase* input : inputs_) {
-    st = input->Plan(&info);
-    if (!st.ok()) break;
+  {
+    std::lock_guard lock(graph_mu_);
+    for (InputStreamBase* input : inputs_) {
+      st = input->Plan(&info);
+      if (!st.ok()) break;
+    }
+    for (size_t i = 0; st.ok() && i < outputs_.size(); ++i) st = outputs_[i](&info);
+    for (size_t i = 0; st.ok() && i < nodes_.size(); ++i) {
+      st = nodes_[i]->CommitBatch(info.progress.batch_time);
+    }
+    info.progress.processing_seconds = Seconds(std::chrono::steady_clock::now() - start);
+    info.progress.status = st;
+    if (st.ok()) ++next_batch_id_;
+    for (StreamNodeHooks* node : nodes_) node->ClearOlderThan(info.progress.batch_time);
   }
-  for (size_t i = 0; st.ok() && i < outputs_.size(); ++i) st = outputs_[i](&info);
-  info.progress.processing_seconds = Seconds(std::chrono::steady_clock::now() - start);
-  info.progress.status = st;
-  if (st.ok()) ++next_batch_id_;
-  for (const auto& clean : cleaners_) clean(info.progress.batch_time);
   Logger("streaming")
       ->debug("batch {} at {}: {} records in {:.3f}s (delay {:.3f}s): {}", info.progress.batch_id,
               info.progress.batch_time, info.progress.records_in, info.progress.processing_seconds,

@@ -75,6 +75,25 @@ class InputStreamBase {
 // DeadlineExceeded, ResourceExhausted). Anything else stops the stream.
 bool IsTransient(const Status& st);
 
+// What the context asks of a stream node around batches: its memo of generated RDDs, and the
+// state changes a stateful node computed for a batch.
+class StreamNodeHooks {
+ public:
+  virtual ~StreamNodeHooks() = default;
+  // After the batch at `t` ran all its outputs successfully: a stateful node commits the
+  // changes it computed for `t` (so a batch that fails and runs again applies them once). An
+  // error fails the batch (retried when transient).
+  virtual Status CommitBatch(BatchTime t) {
+    (void)t;
+    return Status::OK();
+  }
+  // After every batch, with its time: drop RDDs no window downstream needs any more.
+  virtual void ClearOlderThan(BatchTime now) = 0;
+  // A batch failed and will run again, after the inputs abandoned their plans: forget the RDDs
+  // generated for it, so the retry computes them from the inputs' new plans.
+  virtual void Forget(BatchTime t) = 0;
+};
+
 class BatchListener {
  public:
   virtual ~BatchListener() = default;
@@ -115,21 +134,35 @@ class StreamingContext {
   // The time of the first batch: window slides are counted from it.
   TimePoint zero_time() const { return zero_time_; }
 
-  void AddInput(InputStreamBase* input) { inputs_.push_back(input); }
+  // While it is alive, a Registration keeps an input or a stream node registered; its
+  // destructor unregisters it (waiting for a running batch to end), so an object that
+  // registers itself holds its Registration as its last member and is never called after it
+  // has gone. Not to be destroyed from inside a batch (an input's Plan, an output). The
+  // context must outlive every Registration.
+  class [[nodiscard]] Registration {
+   public:
+    Registration() = default;
+    Registration(Registration&& other) noexcept;
+    Registration& operator=(Registration&& other) noexcept;
+    ~Registration();
+
+   private:
+    friend class StreamingContext;
+    Registration(StreamingContext* ssc, InputStreamBase* input, StreamNodeHooks* node)
+        : ssc_(ssc), input_(input), node_(node) {}
+    void Reset();
+    StreamingContext* ssc_ = nullptr;
+    InputStreamBase* input_ = nullptr;
+    StreamNodeHooks* node_ = nullptr;
+  };
+  // Inputs are planned, abandoned and confirmed with every batch.
+  Registration AddInput(InputStreamBase* input);
+  // Stream nodes: ClearOlderThan after every batch, Forget before a retry.
+  Registration AddNode(StreamNodeHooks* node);
   void AddOutput(std::function<Status(BatchInfo*)> output) {
     outputs_.push_back(std::move(output));
   }
   void AddListener(BatchListener* listener) { listeners_.push_back(listener); }
-  // Called after every batch with its time: streams drop RDDs they no longer need.
-  // Called with a batch's time when it failed and will run again, after the inputs abandoned
-  // their plans: streams forget the RDDs they generated for it, so the retry computes them
-  // from the inputs' new plans (a source that re-plans may read further than the first try).
-  void AddForgetter(std::function<void(BatchTime)> forget) {
-    forgetters_.push_back(std::move(forget));
-  }
-  void AddCleaner(std::function<void(BatchTime)> cleaner) {
-    cleaners_.push_back(std::move(cleaner));
-  }
 
   // Starts the timer: the first batch is at `first_batch` (default: the next multiple of the
   // batch interval after now), then one every interval.
@@ -167,11 +200,12 @@ class StreamingContext {
   const StreamingOptions options_;
   Clock* const clock_;
   TimePoint zero_time_{};
-  std::vector<InputStreamBase*> inputs_;
+  // Taken by (un)registration and, in a batch, around every use of inputs_ and nodes_.
+  std::mutex graph_mu_;
+  std::vector<InputStreamBase*> inputs_;  // guarded by graph_mu_
+  std::vector<StreamNodeHooks*> nodes_;   // guarded by graph_mu_
   std::vector<std::function<Status(BatchInfo*)>> outputs_;
   std::vector<BatchListener*> listeners_;
-  std::vector<std::function<void(BatchTime)>> cleaners_;
-  std::vector<std::function<void(BatchTime)>> forgetters_;
 
   std::mutex run_mu_;  // held while a batch runs: batches never overlap
 

@@ -1,10 +1,13 @@
 #include "checkpoint/checkpoint.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
+#include "checkpoint/state_dir.h"
 #include "common/file_util.h"
 #include "engine/context.h"
 
@@ -227,6 +230,38 @@ TEST_F(CheckpointTest, NoValidCheckpointAndABrokenDatabaseRefusesToStart) {
   EXPECT_NE(store.status().message().find("no valid checkpoint"), std::string::npos)
       << store.status();
   EXPECT_TRUE(fs::exists(dir_ + "/db"));  // left for the operator
+}
+
+TEST_F(CheckpointTest, ADatabaseInUseIsReportedNeverSetAside) {
+  auto store = OpenLive();
+  CheckpointStore checkpoints(dir_, 5);
+  CommitBatch(store.get(), 0);
+  ASSERT_TRUE(checkpoints.Take(store.get()).ok());
+  // A second open while the first holds the database: RocksDB's own lock refuses it. That is
+  // an error to report, not a reason to restore a checkpoint over the live database.
+  auto second = OpenState(dir_, {.sync_commits = false});
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().code(), StatusCode::kCorruption) << second.status();
+  EXPECT_NE(second.status().message().find("left as it is"), std::string::npos) << second.status();
+  EXPECT_TRUE(BrokenStates(dir_).empty());
+  // The first owner goes on: it commits and checkpoints into the database at its path.
+  CommitBatch(store.get(), 1);
+  ASSERT_TRUE(checkpoints.Take(store.get()).ok()) << "the live database was moved";
+  EXPECT_EQ(LastBatch(store.get()), 1);
+}
+
+TEST_F(CheckpointTest, OneLockHolderPerStateDirectory) {
+  auto first = StateDirLock::Acquire(dir_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(ReadFile(dir_ + "/" + kLockFile).value(), std::to_string(getpid()) + "\n");
+  auto second = StateDirLock::Acquire(dir_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(second.status().message().find(dir_), std::string::npos) << second.status();
+  EXPECT_NE(second.status().message().find("pid " + std::to_string(getpid())), std::string::npos)
+      << second.status();
+  first->reset();  // released
+  EXPECT_TRUE(StateDirLock::Acquire(dir_).ok());
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // A table of broken configs: each is refused with exit 78 and a message naming its line.
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
 #include "service/config.h"
@@ -94,6 +96,37 @@ const Case kCases[] = {
      "'path' is for json_files sinks"},
     {"checkpoint every neither duration nor batches", "every: 30s", "every: often", 3,
      "not a duration"},
+    // Values that overflowed, hung or crashed the service.
+    {"duration overflowing int64", "allowed_lateness: 10m", "allowed_lateness: 999999999999d", 12,
+     "not a duration"},
+    {"size overflowing int64", "memory_budget: 1GiB", "memory_budget: 999999999999999GiB", 2,
+     "not a size"},
+    {"duration past its bound", "batch_interval: 1s", "batch_interval: 2h", 9,
+     "longer than the most allowed, 1h"},
+    {"lateness past its bound", "allowed_lateness: 10m", "allowed_lateness: 3651d", 12,
+     "longer than the most allowed"},
+    {"size past its bound", "memory_budget: 1GiB", "memory_budget: 2048GiB", 2,
+     "larger than the most allowed"},
+    {"record cap past its bound", "max_records_per_batch: 1000",
+     "max_records_per_batch: 1000000000000", 5, "between 1 and 100000000"},
+    {"sliding window with too many windows per event", "window: 1h",
+     "window: { length: 1d, slide: 1m }", 11, "puts each event in 1440 windows"},
+    {"aggregate named like an output field", "page_views: count", "ts: count", 15,
+     "aggregate name 'ts' collides"},
+    {"aggregate named like a group field", "page_views: count", "url: count", 15,
+     "aggregate name 'url' collides"},
+    {"group field named like an API parameter", "group_by: [customer, url]",
+     "group_by: [customer, limit]", 13, "the aggregates API's own parameter 'limit'"},
+    {"group field named like an output field", "group_by: [customer, url]",
+     "group_by: [customer, metrics]", 13, "group field 'metrics' collides"},
+    {"dead letters written over the sink", "on_invalid: skip",
+     "on_invalid: dead_letter\n    dead_letter: { path: ./var/out }", 7,
+     "write overlapping directories"},
+    {"sink inside the state directory", "path: ./var/out", "path: ./var/state/out", 7,
+     "inside service.state_dir"},
+    {"http_listen not an address", "127.0.0.1:9464", "localhost:http", 1, "not ADDRESS:PORT"},
+    {"non-loopback listen without a token", "127.0.0.1:9464", "0.0.0.0:9464", 1,
+     "not a loopback address: set http_token_file"},
 };
 
 // Keeps test names short in ctest's output.
@@ -162,6 +195,37 @@ TEST(ConfigTest, MissingFileIsAConfigError) {
   EXPECT_NE(r.err.find("/nonexistent/runnel.yaml:1:1: cannot read"), std::string::npos) << r.err;
 }
 
+TEST(ConfigTest, ZeroLatenessAndAnOpenListenWithConsentAreValid) {
+  TempDir dir;
+  WriteText(dir.path() + "/input.jsonl", "");
+  std::string text = kValid;
+  text.replace(text.find("INPUT"), 5, dir.path() + "/input.jsonl");
+  text.replace(text.find("allowed_lateness: 10m"), 21, "allowed_lateness: 0s");
+  text.replace(text.find("127.0.0.1:9464\""), 15,
+               "0.0.0.0:9464\", http_allow_unauthenticated: true");
+  WriteText(dir.path() + "/ok.yaml", text);
+  auto r = RunProcess({RunnelBinary(), "validate", "--config", dir.path() + "/ok.yaml"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(ConfigTest, ATokenFileOthersCanReadIsAWarning) {
+  TempDir dir;
+  WriteText(dir.path() + "/input.jsonl", "");
+  WriteText(dir.path() + "/token", "secret\n");
+  ASSERT_EQ(::chmod((dir.path() + "/token").c_str(), 0644), 0);
+  std::string text = kValid;
+  text.replace(text.find("INPUT"), 5, dir.path() + "/input.jsonl");
+  text.replace(text.find("log_format: text }"), 18,
+               "log_format: text, http_token_file: " + dir.path() + "/token }");
+  WriteText(dir.path() + "/ok.yaml", text);
+  auto r = RunProcess({RunnelBinary(), "validate", "--config", dir.path() + "/ok.yaml"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("can be read by others"), std::string::npos) << r.err;
+  ASSERT_EQ(::chmod((dir.path() + "/token").c_str(), 0600), 0);
+  r = RunProcess({RunnelBinary(), "validate", "--config", dir.path() + "/ok.yaml"});
+  EXPECT_EQ(r.err.find("can be read by others"), std::string::npos) << r.err;
+}
+
 TEST(DurationTest, ParsesUnits) {
   EXPECT_EQ(service::ParseDuration("500ms"), 500);
   EXPECT_EQ(service::ParseDuration("10m"), 600'000);
@@ -169,6 +233,9 @@ TEST(DurationTest, ParsesUnits) {
   EXPECT_FALSE(service::ParseDuration("1.5h"));
   EXPECT_EQ(service::ParseSize("1GiB"), int64_t{1} << 30);
   EXPECT_FALSE(service::ParseSize("1 GiB"));
+  EXPECT_FALSE(service::ParseDuration("999999999999d"));  // overflows int64 milliseconds
+  EXPECT_FALSE(service::ParseSize("999999999999999GiB"));
+  EXPECT_EQ(service::ParseDuration("0s"), 0);
 }
 
 }  // namespace

@@ -323,7 +323,9 @@ inline double SumOf(const std::string& metrics, const std::string& name) {
   double sum = 0;
   std::istringstream in(metrics);
   for (std::string line; std::getline(in, line);) {
-    if (line.starts_with(name + "{")) sum += std::stod(line.substr(line.rfind(' ') + 1));
+    if (line.starts_with(name + "{") || line.starts_with(name + " ")) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
   }
   return sum;
 }

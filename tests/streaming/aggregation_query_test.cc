@@ -282,5 +282,28 @@ TEST(AggregationQueryTest, WhereKeepsOnlyRecordsMeetingEveryCondition) {
             std::string::npos);
 }
 
+TEST(AggregationQueryTest, GroupValuesHoldingTheSeparatorKeepDistinctIds) {
+  // (url "x|y", customer "z") and (url "x", customer "y|z") joined plainly are both "x|y|z|ts".
+  auto click = [](const std::string& customer, const std::string& url) {
+    return boost::json::serialize(boost::json::object{
+        {"customer", customer}, {"url", url}, {"session_id", "s"}, {"ts", "2017-09-17T05:10:00Z"}});
+  };
+  InMemoryStateStore store;
+  QueryRun run = RunBatches(
+      HourlyPages(), &store,
+      {{click("z", "x|y"), click("y|z", "x"), click("a.com", "/b\\|c"), click("a.com", "/plain")}});
+  ASSERT_TRUE(run.last.ok()) << run.last;
+  std::map<std::string, std::string> by_id;
+  for (const std::string& r : run.output.at(0)) {
+    by_id[std::string(boost::json::parse(r).at("_id").as_string())] = r;
+  }
+  ASSERT_EQ(by_id.size(), 4u);
+  EXPECT_TRUE(by_id.contains("x\\|y|z|2017-09-17T05:00:00"));
+  EXPECT_TRUE(by_id.contains("x|y\\|z|2017-09-17T05:00:00"));
+  EXPECT_TRUE(by_id.contains("/b\\\\\\|c|a.com|2017-09-17T05:00:00"));
+  EXPECT_TRUE(by_id.contains("/plain|a.com|2017-09-17T05:00:00"));  // unchanged form
+  for (const auto& [id, record] : by_id) EXPECT_EQ(PageViews(record), 1) << id;
+}
+
 }  // namespace
 }  // namespace runnel::streaming

@@ -189,5 +189,53 @@ TEST_F(DStreamTest, UpdateStateByKeyKeepsRunningTotalsAndTimesOutIdleKeys) {
   EXPECT_EQ(last->batch_id, BatchId(4));
 }
 
+TEST_F(DStreamTest, ADiscardedStreamIsNeverCalledAgain) {
+  auto input = QueueStream<KV>(ssc_, {{{"a", 1}}, {{"b", 2}}});
+  (void)input.Map([](const KV& kv) { return kv.second; });  // built, then dropped at once
+  input.Filter([](const KV&) { return true; }).Window(Millis(2000), Millis(1000));  // also
+  std::vector<int64_t> seen;
+  input.ForeachRdd([&](const engine::Rdd<KV>& rdd, BatchInfo*) -> Status {
+    ASSIGN_OR_RETURN(auto v, rdd.Collect());
+    seen.push_back(static_cast<int64_t>(v.size()));
+    return Status::OK();
+  });
+  // The context cleans its nodes after each batch: the dropped ones are gone from it (under
+  // ASan, a call into one of them is a heap-use-after-free).
+  RunBatches(ssc_, 2);
+  EXPECT_EQ(seen, (std::vector<int64_t>{1, 1}));
+}
+
+TEST_F(DStreamTest, ARetriedUpdateStateByKeyBatchAppliesOnce) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000),
+                                       .clock = &clock_,
+                                       .retry_backoff = Millis(1),
+                                       .retry_backoff_max = Millis(1)});
+  InMemoryStateStore store;
+  auto input = QueueStream<KV>(ssc, {{{"a", 1}, {"b", 5}}, {{"a", 2}}});
+  auto totals = input.UpdateStateByKey<int64_t>(
+      &store, "totals",
+      [](const std::string&, const std::vector<int64_t>& values, std::optional<int64_t> state,
+         bool) -> std::optional<int64_t> {
+        int64_t total = state.value_or(0);
+        for (int64_t v : values) total += v;
+        return total;
+      });
+  int failures_left = 2;  // the first batch's output fails twice (say, a sink's full disk)
+  std::map<int64_t, std::map<std::string, int64_t>> updates;
+  totals.ForeachRdd([&](const engine::Rdd<KV>& rdd, BatchInfo* info) -> Status {
+    ASSIGN_OR_RETURN(auto v, rdd.Collect());
+    if (failures_left-- > 0) return Status::Unavailable("sink disk full");
+    updates[info->progress.batch_id.value()] = AsMap(v);
+    return Status::OK();
+  });
+  RunBatches(ssc, 2);
+  EXPECT_EQ(ssc.failed_attempts(), 2);
+  EXPECT_EQ(updates[0], (std::map<std::string, int64_t>{{"a", 1}, {"b", 5}}));
+  EXPECT_EQ(updates[1], (std::map<std::string, int64_t>{{"a", 3}}));
+  auto stored = store.LastCommitted("totals").value();
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->batch_id, BatchId(1));  // one commit per batch, retries included
+}
+
 }  // namespace
 }  // namespace runnel::streaming

@@ -171,7 +171,7 @@ TEST_F(StreamingContextTest, TransientFailureIsRetriedWithTheSameIdAndTheSameInp
       engine_.get(),
       {.batch_interval = Millis(1000), .clock = &clock_, .retry_backoff = Millis(1)});
   CountingInput input;
-  ssc.AddInput(&input);
+  auto registration = ssc.AddInput(&input);
   std::vector<std::pair<int64_t, std::string>> attempts;
   int failures_left = 2;
   ssc.AddOutput([&](BatchInfo* info) {
@@ -199,9 +199,7 @@ TEST_F(StreamingContextTest, TransientFailureIsRetriedWithTheSameIdAndTheSameInp
 class GrowingInput final : public DStreamNode<int64_t>, public InputStreamBase {
  public:
   explicit GrowingInput(StreamingContext* ssc)
-      : DStreamNode<int64_t>(ssc, ssc->batch_interval(), {}) {
-    ssc->AddInput(this);
-  }
+      : DStreamNode<int64_t>(ssc, ssc->batch_interval(), {}), registration_(ssc->AddInput(this)) {}
   Status Plan(BatchInfo* info) override {
     before_ = position_;
     planned_[info->progress.batch_time.value()] = {position_, available.load()};
@@ -224,6 +222,7 @@ class GrowingInput final : public DStreamNode<int64_t>, public InputStreamBase {
   int64_t position_ = 0;
   int64_t before_ = 0;
   std::map<int64_t, std::pair<int64_t, int64_t>> planned_;
+  StreamingContext::Registration registration_;
 };
 
 TEST_F(StreamingContextTest, ARetriedBatchComputesItsInputAgainFromTheNewPlan) {
@@ -255,7 +254,7 @@ TEST_F(StreamingContextTest, ARetriedBatchComputesItsInputAgainFromTheNewPlan) {
 TEST_F(StreamingContextTest, PermanentFailureIsNotRetried) {
   StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000), .clock = &clock_});
   CountingInput input;
-  ssc.AddInput(&input);
+  auto registration = ssc.AddInput(&input);
   int runs = 0;
   ssc.AddOutput([&](BatchInfo*) {
     ++runs;
@@ -273,7 +272,7 @@ TEST_F(StreamingContextTest, StopEndsARetryingBatchCleanly) {
                                        .retry_backoff = Millis(1),
                                        .retry_backoff_max = Millis(5)});
   CountingInput input;
-  ssc.AddInput(&input);
+  auto registration = ssc.AddInput(&input);
   ssc.AddOutput([&](BatchInfo*) { return Status::Unavailable("broker down"); });
   ASSERT_TRUE(ssc.Start(At(11'000)).ok());
   clock_.Set(At(11'000));
