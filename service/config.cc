@@ -234,7 +234,7 @@ class Validator {
   void Service(const YAML::Node& n, Config* c) {
     if (!Keys(n, "service",
               {"http_listen", "state_dir", "log_format", "shutdown_timeout", "http_token_file",
-               "http_allow_unauthenticated"})) {
+               "http_allow_unauthenticated", "http_max_connections"})) {
       return;
     }
     String(n, "http_listen", &c->http_listen);
@@ -260,6 +260,7 @@ class Validator {
     OneOf(n, "log_format", &c->log_format, {"text", "json"});
     Duration(n, "shutdown_timeout", &c->shutdown_timeout_ms, false, kHourMs);
     Bool(n, "http_allow_unauthenticated", &c->http_allow_unauthenticated);
+    Integer(n, "http_max_connections", &c->http_max_connections, 1, 100'000);
     if (n["http_listen"]) {
       const std::optional<bool> loopback = ListenIsLoopback(c->http_listen);
       if (!loopback) {

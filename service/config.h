@@ -74,6 +74,7 @@ struct Config {
   std::string http_token;       // its content without surrounding whitespace (read at load)
   // Serve /v1 without a token on a non-loopback address (refused by validate otherwise).
   bool http_allow_unauthenticated = false;
+  int64_t http_max_connections = 256;  // more are answered 503 and closed
   int64_t shutdown_timeout_ms = 20000;
   // engine
   int workers = 2;

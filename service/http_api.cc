@@ -1,7 +1,11 @@
 #include "service/http_api.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/json.hpp>
+#include <boost/url.hpp>
 
 #include "streaming/event_time.h"
 
@@ -9,6 +13,9 @@ namespace runnel::service {
 namespace {
 
 namespace json = boost::json;
+
+constexpr int64_t kDefaultPageRecords = 1000;
+constexpr int64_t kMaxPageRecords = 10000;
 
 HttpResponse Json(int status, const json::value& v) {
   return {status, "application/json", json::serialize(v) + "\n"};
@@ -63,9 +70,10 @@ HttpResponse Aggregates(const QueryView& q, const HttpRequest& req) {
     prefix.push_back(it->second);
   }
   for (const auto& [key, value] : req.params) {
-    if (key == "from" || key == "to") continue;
+    if (key == "from" || key == "to" || key == "limit" || key == "after") continue;
     if (std::find(o.group_by.begin(), o.group_by.end(), key) == o.group_by.end()) {
-      return Error(400, fmt::format("unknown parameter '{}' (group fields, from, to)", key));
+      return Error(
+          400, fmt::format("unknown parameter '{}' (group fields, from, to, limit, after)", key));
     }
     if (std::find(o.group_by.begin(), o.group_by.begin() + static_cast<ptrdiff_t>(prefix.size()),
                   key) == o.group_by.begin() + static_cast<ptrdiff_t>(prefix.size())) {
@@ -80,17 +88,45 @@ HttpResponse Aggregates(const QueryView& q, const HttpRequest& req) {
       *out = *t;
     }
   }
-  auto records = q.query->ReadRecords(prefix, from, to);
-  if (!records.ok()) return Error(500, records.status().ToString());
+  int64_t limit = kDefaultPageRecords;
+  if (auto it = req.params.find("limit"); it != req.params.end()) {
+    const std::string& text = it->second;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+    if (ec != std::errc() || end != text.data() + text.size() || limit < 1 ||
+        limit > kMaxPageRecords) {
+      return Error(400, fmt::format("'limit' must be an integer from 1 to {}", kMaxPageRecords));
+    }
+  }
+  const auto after = req.params.find("after");
+  auto page = q.query->ReadPage(prefix, from, to, after == req.params.end() ? "" : after->second,
+                                static_cast<size_t>(limit));
+  if (!page.ok()) {
+    return Error(page.status().code() == StatusCode::kInvalidArgument ? 400 : 500,
+                 page.status().ToString());
+  }
   json::array out;
-  for (const auto& r : *records) out.push_back(json::parse(r));
-  return Json(200, out);
+  for (const auto& r : page->records) out.push_back(json::parse(r));
+  HttpResponse response = Json(200, out);
+  if (!page->next_after.empty()) {
+    // The same query from the page's last _id: every parameter but `after` as it came.
+    boost::urls::url next(req.path);
+    for (const auto& [key, value] : req.params) {
+      if (key != "after") next.params().append({key, value});
+    }
+    next.params().append({"after", page->next_after});
+    response.headers.emplace_back("Link", fmt::format("<{}>; rel=\"next\"", next.buffer()));
+  }
+  return response;
 }
 
-// Whether `authorization` is "Bearer <token>", compared in constant time.
+// Whether `authorization` is "Bearer <token>" (the scheme in any case, RFC 7235), the token
+// compared in constant time.
 bool TokenMatches(std::string_view authorization, const std::string& token) {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (!authorization.starts_with(kBearer)) return false;
+  constexpr std::string_view kBearer = "bearer ";
+  if (authorization.size() < kBearer.size() ||
+      !boost::algorithm::iequals(authorization.substr(0, kBearer.size()), kBearer)) {
+    return false;
+  }
   const std::string_view given = authorization.substr(kBearer.size());
   unsigned char diff = given.size() == token.size() ? 0 : 1;
   for (size_t i = 0; i < token.size(); ++i) {

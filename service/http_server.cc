@@ -1,5 +1,9 @@
 #include "service/http_server.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+
 #include <fmt/format.h>
 #include <simdjson.h>
 #include <boost/asio.hpp>
@@ -43,6 +47,10 @@ HttpResponse Respond(const HttpHandler& handler, beast::error_code ec,
     return {ec == http::error::header_limit || ec == http::error::body_limit ? 431 : 400,
             "text/plain; charset=utf-8", fmt::format("bad request: {}\n", ec.message())};
   }
+  const bool bodiless = req.method() == http::verb::get || req.method() == http::verb::head;
+  if (bodiless && (!req.body().empty() || req.chunked())) {
+    return {400, "text/plain; charset=utf-8", "bad request: GET and HEAD take no body\n"};
+  }
   try {
     return Route(handler, req);
   } catch (const std::exception& e) {
@@ -56,18 +64,34 @@ void LimitParser(const HttpServerOptions& options, http::request_parser<http::st
   p->body_limit(options.max_body_bytes);
 }
 
+// What every connection shares: the options, the handler, the pool for slow requests, and
+// the count of open connections.
+struct Shared {
+  Shared(HttpServerOptions o, HttpHandler h)
+      : options(std::move(o)),
+        handler(std::move(h)),
+        pool(static_cast<size_t>(std::max(1, options.handler_threads))) {}
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  asio::thread_pool pool;
+  std::atomic<size_t> open{0};
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServerOptions& options, const HttpHandler& handler)
-      : stream_(std::move(socket)), options_(options), handler_(handler) {}
+  Session(tcp::socket socket, Shared* shared) : stream_(std::move(socket)), shared_(shared) {
+    ++shared_->open;
+  }
+  ~Session() { --shared_->open; }
 
-  void Run() { Read(); }
+  void Run() { Read(/*first=*/true); }
 
  private:
-  void Read() {
+  void Read(bool first) {
     parser_.emplace();
-    LimitParser(options_, &*parser_);
-    stream_.expires_after(std::chrono::seconds(options_.timeout_seconds));
+    LimitParser(shared_->options, &*parser_);
+    stream_.expires_after(std::chrono::seconds(first ? shared_->options.timeout_seconds
+                                                     : shared_->options.idle_timeout_seconds));
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
@@ -78,22 +102,48 @@ class Session : public std::enable_shared_from_this<Session> {
         ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
       return Close();
     }
-    http::request<http::string_body> req;
-    if (!ec) req = parser_->release();
-    const bool keep_alive = !ec && req.keep_alive();
-    HttpResponse out = Respond(handler_, ec, req);
+    auto req = std::make_shared<http::request<http::string_body>>();
+    if (!ec) *req = parser_->release();
+    const bool keep_alive = !ec && req->keep_alive();
+    const bool head = !ec && req->method() == http::verb::head;
+    if (ec || IsFast(*req)) {
+      return Write(Respond(shared_->handler, ec, *req), keep_alive, head);
+    }
+    // Off the I/O threads; the answer comes back to this connection's strand.
+    asio::post(shared_->pool, [self = shared_from_this(), req, keep_alive, head] {
+      HttpResponse out = Respond(self->shared_->handler, {}, *req);
+      asio::post(self->stream_.get_executor(),
+                 [self, out = std::move(out), keep_alive, head]() mutable {
+                   self->Write(std::move(out), keep_alive, head);
+                 });
+    });
+  }
+
+  bool IsFast(const http::request<http::string_body>& req) const {
+    const std::string_view target(req.target().data(), req.target().size());
+    const std::string_view path = target.substr(0, target.find('?'));
+    const auto& fast = shared_->options.fast_paths;
+    return std::find(fast.begin(), fast.end(), path) != fast.end();
+  }
+
+  void Write(HttpResponse out, bool keep_alive, bool head) {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(out.status), 11);
     res->set(http::field::server, "runnel");
     res->set(http::field::content_type, out.content_type);
+    for (const auto& [name, value] : out.headers) res->set(name, value);
     res->keep_alive(keep_alive);
-    res->body() = std::move(out.body);
-    res->prepare_payload();
-    stream_.expires_after(std::chrono::seconds(options_.timeout_seconds));
+    if (head) {
+      res->content_length(out.body.size());  // what GET would send, without the body
+    } else {
+      res->body() = std::move(out.body);
+      res->prepare_payload();
+    }
+    stream_.expires_after(std::chrono::seconds(shared_->options.timeout_seconds));
     http::async_write(stream_, *res,
                       [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
                         if (wec || !keep_alive) return self->Close();
-                        self->Read();
+                        self->Read(/*first=*/false);
                       });
   }
 
@@ -105,23 +155,62 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_{16 << 10};
   std::optional<http::request_parser<http::string_body>> parser_;
-  const HttpServerOptions& options_;
-  const HttpHandler& handler_;
+  Shared* const shared_;
 };
+
+// A connection over the cap: a 503 written without waiting (a new socket's send buffer is
+// empty), then closed.
+void Refuse(tcp::socket socket) {
+  static const std::string kBusy = [] {
+    constexpr std::string_view kBody = "too many connections: retry later\n";
+    return fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: runnel\r\nContent-Type: text/plain; "
+        "charset=utf-8\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+        kBody.size(), kBody);
+  }();
+  beast::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(asio::buffer(kBusy.data(), kBusy.size()), ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
 
 }  // namespace
 
 struct HttpServer::Impl {
-  HttpServerOptions options;
-  HttpHandler handler;
+  explicit Impl(HttpServerOptions options, HttpHandler handler)
+      : shared(std::move(options), std::move(handler)) {}
+  Shared shared;
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  asio::steady_timer pause{io};
+  std::chrono::milliseconds backoff{0};
   std::vector<std::thread> threads;
 
   void Accept() {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), options, handler)->Run();
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+          ec.value() == ENOMEM) {
+        // Out of descriptors: retrying at once would spin. Pause, longer while it lasts.
+        backoff = std::min(std::chrono::milliseconds(1000),
+                           std::max(std::chrono::milliseconds(100), backoff * 2));
+        Logger("http")->warn("accept: {}; pausing accepts for {} ms", ec.message(),
+                             backoff.count());
+        pause.expires_after(backoff);
+        pause.async_wait([this](beast::error_code wec) {
+          if (wec != asio::error::operation_aborted) Accept();
+        });
+        return;
+      }
+      backoff = std::chrono::milliseconds(0);
+      if (!ec) {
+        if (shared.open.load() >= shared.options.max_connections) {
+          Refuse(std::move(socket));
+        } else {
+          std::make_shared<Session>(std::move(socket), &shared)->Run();
+        }
+      }
       Accept();
     });
   }
@@ -145,18 +234,17 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
     port = -1;
   }
   if (port < 0 || port > 65535) return Status::InvalidArgument("http_listen: bad port");
-  auto impl = std::make_unique<Impl>();
-  impl->options = std::move(options);
-  impl->handler = std::move(handler);
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
   const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
   impl->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl->acceptor.bind(endpoint, ec);
   if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    return Status::Unavailable(fmt::format("listen on {}: {}", impl->options.listen, ec.message()));
+    return Status::Unavailable(
+        fmt::format("listen on {}: {}", impl->shared.options.listen, ec.message()));
   impl->Accept();
-  for (int i = 0; i < std::max(1, impl->options.threads); ++i) {
+  for (int i = 0; i < std::max(1, impl->shared.options.threads); ++i) {
     impl->threads.emplace_back([raw = impl.get()] { raw->io.run(); });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
@@ -173,6 +261,7 @@ void HttpServer::Stop() {
   impl_->io.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  impl_->shared.pool.join();  // requests in the pool finish; their answers are dropped
 }
 
 HttpResponse AnswerRequest(std::string_view bytes, const HttpServerOptions& options,

@@ -2,8 +2,15 @@
 // and a handler called for every well-formed request. Malformed requests get a 400 and the
 // connection is closed; the server itself never stops because of a client.
 //
+// Limits: at most `max_connections` open connections (one more is answered 503 and closed);
+// a keep-alive connection idle for `idle_timeout_seconds` is closed; GET and HEAD may carry no
+// body (400); HEAD answers as GET without the body. When accept fails for lack of descriptors
+// (EMFILE, ENFILE) the server pauses accepting (100 ms, doubling to 1 s) instead of spinning.
+// Requests for `fast_paths` are answered on the I/O threads; every other request runs on a
+// separate pool of `handler_threads`, so a slow one never delays the fast ones.
+//
 // Thread safety: Start/Stop from one thread; the handler is called on the server's I/O threads
-// (concurrently when there are several) and must be thread-safe.
+// and its handler pool (concurrently) and must be thread-safe.
 #pragma once
 
 #include <functional>
@@ -29,6 +36,7 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // more header fields
 };
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
@@ -38,7 +46,11 @@ struct HttpServerOptions {
   int threads = 2;
   size_t max_header_bytes = 8 << 10;
   size_t max_body_bytes = 64 << 10;
-  int timeout_seconds = 10;
+  int timeout_seconds = 10;  // to read one request, or to write its response
+  int idle_timeout_seconds = 5;
+  size_t max_connections = 256;
+  int handler_threads = 2;
+  std::vector<std::string> fast_paths = {"/livez", "/healthz", "/readyz", "/metrics"};
 };
 
 // The answer a connection gets after sending `bytes` and closing its side: the server's

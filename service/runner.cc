@@ -248,7 +248,10 @@ int RunService(const Config& config, const RunOptions& options) {
                  .token = config.http_token};
   std::unique_ptr<HttpServer> http;
   if (!options.available_now) {
-    auto server = HttpServer::Start({.listen = config.http_listen}, MakeApiHandler(&api));
+    auto server =
+        HttpServer::Start({.listen = config.http_listen,
+                           .max_connections = static_cast<size_t>(config.http_max_connections)},
+                          MakeApiHandler(&api));
     if (!server.ok()) {
       log->error("http: {}", server.status().ToString());
       return kExitFailure;

@@ -403,8 +403,36 @@ std::string AggregationQuery::FormatRecord(const std::string& key, const AggRow&
   return boost::json::serialize(record);
 }
 
+Status ParseId(std::string_view id, size_t group_count, std::vector<std::string>* values,
+               EventTimeMs* window_start) {
+  std::vector<std::string> parts(1);
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (id[i] == '\\' && i + 1 < id.size()) {
+      parts.back().push_back(id[++i]);
+    } else if (id[i] == '|') {
+      parts.emplace_back();
+    } else {
+      parts.back().push_back(id[i]);
+    }
+  }
+  if (parts.size() != group_count + 1) {
+    return Status::InvalidArgument(fmt::format("'{}' is not an _id of this query", id));
+  }
+  ASSIGN_OR_RETURN(*window_start, ParseIsoTimestamp(parts.back()));
+  values->assign(std::make_move_iterator(parts.rbegin() + 1),
+                 std::make_move_iterator(parts.rend()));
+  return Status::OK();
+}
+
 Result<std::vector<std::string>> AggregationQuery::ReadRecords(
     const std::vector<std::string>& group_prefix, EventTimeMs from_ms, EventTimeMs to_ms) {
+  ASSIGN_OR_RETURN(Page page, ReadPage(group_prefix, from_ms, to_ms, "", SIZE_MAX));
+  return std::move(page.records);
+}
+
+Result<AggregationQuery::Page> AggregationQuery::ReadPage(
+    const std::vector<std::string>& group_prefix, EventTimeMs from_ms, EventTimeMs to_ms,
+    const std::string& after, size_t limit) {
   std::string begin;
   for (const std::string& v : group_prefix) {
     const std::string one = EncodeStateKey({v}, 0);
@@ -412,7 +440,19 @@ Result<std::vector<std::string>> AggregationQuery::ReadRecords(
   }
   std::string end = begin;
   if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);  // past the prefix
-  std::vector<std::string> out;
+  if (!after.empty()) {
+    std::vector<std::string> values;
+    EventTimeMs start = 0;
+    RETURN_NOT_OK(
+        ParseId(after, options_->group_by.size(), &values, &start).WithContext("'after'"));
+    std::string key = EncodeStateKey(values, start);
+    key.push_back('\0');  // strictly after it
+    begin = std::max(begin, key);
+  }
+  Page page;
+  if (limit == 0) return Status::InvalidArgument("a page holds at least one record");
+  if (!end.empty() && begin >= end) return page;  // `after` is past the group's range
+  std::vector<std::string>& out = page.records;
   Status inner;
   from_ms = std::max(from_ms, ExpireBefore(watermark()));
   RETURN_NOT_OK(
@@ -426,11 +466,15 @@ Result<std::vector<std::string>> AggregationQuery::ReadRecords(
           inner = row.status();
           return false;
         }
+        if (out.size() == limit) {  // one more exists: the page ends before it
+          page.next_after = std::string(boost::json::parse(out.back()).at("_id").as_string());
+          return false;
+        }
         out.push_back(FormatRecord(k, *row));
         return true;
       }));
   RETURN_NOT_OK(inner);
-  return out;
+  return page;
 }
 
 QueryCounters AggregationQuery::counters() const {

@@ -122,6 +122,15 @@ class AggregationQuery {
   Result<std::vector<std::string>> ReadRecords(const std::vector<std::string>& group_prefix = {},
                                                EventTimeMs from_ms = INT64_MIN,
                                                EventTimeMs to_ms = INT64_MAX);
+  // One page of the same: at most `limit` records after the record whose `_id` is `after`
+  // (empty: from the start), in key order. Memory is bounded by `limit`, whatever the state
+  // size. InvalidArgument when `after` is not an `_id` of this query.
+  struct Page {
+    std::vector<std::string> records;
+    std::string next_after;  // the last record's `_id` when more may follow, else empty
+  };
+  Result<Page> ReadPage(const std::vector<std::string>& group_prefix, EventTimeMs from_ms,
+                        EventTimeMs to_ms, const std::string& after, size_t limit);
 
   const AggregationOptions& options() const { return *options_; }
   QueryCounters counters() const;
@@ -161,5 +170,9 @@ Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std:
 // a value, '|' and '\\' are escaped with a '\\', so two groups never share an `_id` (values
 // without either character keep the plain joined form). Appends `value` and a '|' to `id`.
 void AppendIdPart(std::string_view value, std::string* id);
+// The group values (in group_by order) and window start of an `_id` with `group_count` group
+// values; InvalidArgument when it is not one.
+Status ParseId(std::string_view id, size_t group_count, std::vector<std::string>* values,
+               EventTimeMs* window_start);
 
 }  // namespace runnel::streaming

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -120,6 +121,8 @@ TEST(HttpTest, ABearerTokenGuardsTheQueryApiButNotMetricsOrProbes) {
   EXPECT_EQ(with("Authorization: Bearer wrong", "/v1/queries"), 401);
   EXPECT_EQ(with("Authorization: Bearer s3cret-tokenX", "/v1/queries"), 401);
   EXPECT_EQ(with("Authorization: Bearer s3cret-token", "/v1/queries"), 200);
+  EXPECT_EQ(with("Authorization: bearer s3cret-token", "/v1/queries"), 200) << "scheme: any case";
+  EXPECT_EQ(with("Authorization: BEARER s3cret-token", "/v1/queries"), 200);
   EXPECT_EQ(with("Authorization: Bearer s3cret-token", "/v1/queries/hourly_pages/aggregates"), 200);
   EXPECT_EQ(Code(Get(service.Url("/metrics"))), 200);
   EXPECT_EQ(Code(Get(service.Url("/livez"))), 200);
@@ -153,11 +156,147 @@ TEST(HttpTest, AnswerRequestParsesLikeTheServerWithItsLimits) {
   EXPECT_EQ(service::AnswerRequest("GET /v1/queries/a%DD HTTP/1.1\r\n\r\n", options, echo).status,
             400)
       << "found by http_fuzz: a %-escape that is not UTF-8 ended up in a JSON error";
+  EXPECT_EQ(
+      service::AnswerRequest("GET /x?q=1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", options, echo)
+          .status,
+      400)
+      << "GET takes no body";
   EXPECT_EQ(calls, 1) << "the handler sees only well-formed requests";
   const service::HttpHandler throws = [](const service::HttpRequest&) -> service::HttpResponse {
     throw std::runtime_error("boom");
   };
   EXPECT_EQ(service::AnswerRequest("GET / HTTP/1.1\r\n\r\n", options, throws).status, 500);
+}
+
+// Every page of /v1/queries/NAME/aggregates, following the Link headers from `first`; the
+// number of records of each page in `sizes`.
+std::vector<std::string> AllPages(const Service& service, const std::string& first,
+                                  std::vector<size_t>* sizes) {
+  std::vector<std::string> records;
+  std::string path = first;
+  for (int page = 0; page < 1000 && !path.empty(); ++page) {
+    auto r = RunProcess({"curl", "-s", "-S", "--max-time", "10", "-D", "-", service.Url(path)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const size_t split = r.out.find("\r\n\r\n");
+    const std::string headers = r.out.substr(0, split);
+    const boost::json::array body = boost::json::parse(r.out.substr(split + 4)).as_array();
+    sizes->push_back(body.size());
+    for (const auto& v : body) records.push_back(boost::json::serialize(v));
+    std::smatch m;
+    path.clear();
+    static const std::regex kLink("Link: <([^>]+)>; rel=\"next\"");
+    if (std::regex_search(headers, m, kLink)) path = m[1];
+  }
+  return records;
+}
+
+TEST(HttpTest, AggregatesComeInBoundedPagesLinkedByTheirLastId) {
+  TempDir dir;
+  WriteText(dir.path() + "/q.yaml", ServeConfig(dir.path(), "clicks-clean.jsonl"));
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  for (int i = 0; i < 300; ++i) {
+    if (SumOf(Body(Get(service.Url("/metrics"))), "runnel_records_total") >= 20000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto want = ById(ReadLines(GoldenDir() + "/expected-clean.jsonl"));  // 480 records
+  std::vector<size_t> sizes;
+  const auto paged = AllPages(service, "/v1/queries/hourly_pages/aggregates?limit=100", &sizes);
+  EXPECT_EQ(sizes, (std::vector<size_t>{100, 100, 100, 100, 80}));
+  EXPECT_EQ(ById(paged), want);
+  EXPECT_EQ(paged.size(), want.size()) << "no record on two pages";
+  // The default page is 1000 records (all of these); the cap is 10000.
+  sizes.clear();
+  EXPECT_EQ(AllPages(service, "/v1/queries/hourly_pages/aggregates", &sizes).size(), 480u);
+  EXPECT_EQ(sizes.size(), 1u);
+  EXPECT_EQ(Code(Get(service.Url("/v1/queries/hourly_pages/aggregates?limit=10001"))), 400);
+  EXPECT_EQ(Code(Get(service.Url("/v1/queries/hourly_pages/aggregates?limit=0"))), 400);
+  EXPECT_EQ(Code(Get(service.Url("/v1/queries/hourly_pages/aggregates?after=nonsense"))), 400);
+  // Paging within one customer keeps the other parameters in the link.
+  sizes.clear();
+  const auto one =
+      AllPages(service,
+               "/v1/queries/hourly_pages/aggregates?customer=" +
+                   std::string(want.begin()->second.at("customer").as_string()) + "&limit=7",
+               &sizes);
+  for (const auto& r : one) {
+    EXPECT_EQ(boost::json::parse(r).at("customer"), want.begin()->second.at("customer"));
+  }
+  EXPECT_GT(sizes.size(), 1u);
+  // HEAD: the headers GET would send, no body.
+  auto head = RunProcess({"curl", "-s", "-S", "--max-time", "10", "-I", service.Url("/livez")});
+  EXPECT_NE(head.out.find("Content-Length: 3"), std::string::npos) << head.out;
+  EXPECT_EQ(head.out.find("ok"), std::string::npos) << head.out;
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
+}
+
+TEST(HttpTest, ASlowRequestDoesNotDelayTheProbes) {
+  const service::HttpHandler handler = [](const service::HttpRequest& req) {
+    if (req.path == "/v1/slow") std::this_thread::sleep_for(std::chrono::seconds(3));
+    return service::HttpResponse{200, "text/plain", "ok\n"};
+  };
+  auto server = service::HttpServer::Start({.listen = "127.0.0.1:0"}, handler);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string base = "http://127.0.0.1:" + std::to_string((*server)->port());
+  std::vector<std::thread> slow;
+  for (int i = 0; i < 4; ++i) slow.emplace_back([&] { Get(base + "/v1/slow"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all four are being served
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Code(Get(base + "/livez")), 200);
+  EXPECT_EQ(Code(Get(base + "/metrics")), 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  for (auto& t : slow) t.join();
+}
+
+TEST(HttpTest, TwoThousandIdleConnectionsNeitherStopBatchesNorSpin) {
+  TempDir dir;
+  WriteText(dir.path() + "/q.yaml", ServeConfig(dir.path(), "clicks-clean.jsonl"));
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  ASSERT_TRUE(service.WaitReady());
+  const double batches_before = SumOf(Body(Get(service.Url("/metrics"))), "runnel_batches_total");
+  // 2000 connections that send nothing, held for 5 s, counting what the service answered.
+  WriteText(dir.path() + "/idle.py", R"(
+import socket, sys, time
+port = int(sys.argv[1])
+held = []
+for _ in range(2000):
+    s = socket.create_connection(("127.0.0.1", port))
+    held.append(s)
+time.sleep(5)
+refused = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        if s.recv(64).startswith(b"HTTP/1.1 503"):
+            refused += 1
+    except BlockingIOError:
+        pass
+print(refused)
+)");
+  const auto cpu = [&] {
+    std::ifstream stat("/proc/" + std::to_string(service.pid()) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::istringstream in(text.substr(text.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+      if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+    }
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  };
+  const double cpu_before = cpu();
+  auto idle = RunProcess({"python3", dir.path() + "/idle.py", std::to_string(service.port())});
+  ASSERT_EQ(idle.exit_code, 0) << idle.err;
+  const double cpu_used = cpu() - cpu_before;
+  EXPECT_EQ(std::stoi(idle.out), 2000 - 256) << "beyond the cap: 503 and closed";
+  // 10 batches a second ran meanwhile, on 20 000 records; an accept loop spinning would burn
+  // the whole 5 s.
+  EXPECT_LT(cpu_used, 2.5) << "cpu seconds while 2000 connections were held";
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Code(Get(service.Url("/livez"))), 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_GT(SumOf(Body(Get(service.Url("/metrics"))), "runnel_batches_total"), batches_before + 20)
+      << "batches kept committing";
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
 }
 
 }  // namespace
