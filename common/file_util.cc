@@ -94,7 +94,8 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
 Status MakeDirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IOError(fmt::format("mkdir -p {}: {}", dir, ec.message()));
+  // ENOSPC/EDQUOT and EIO keep their retry meaning (Status::FromErrno).
+  if (ec) return Status::FromErrno("mkdir -p " + dir, ec.value());
   return Status::OK();
 }
 

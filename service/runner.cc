@@ -403,9 +403,23 @@ int RunService(const Config& config, const RunOptions& options) {
     }
   });
   int code = failed ? kExitFailure : kExitOk;
+  // shutdown_timeout bounds the whole drain, all queries together.
+  const auto drain_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown_timeout_ms);
   for (RunningQuery& rq : queries) {
-    if (Status st = rq.ssc->Stop(Millis(config.shutdown_timeout_ms)); !st.ok()) {
+    const auto left = std::max(Millis(0), std::chrono::duration_cast<Millis>(
+                                              drain_deadline - std::chrono::steady_clock::now()));
+    if (Status st = rq.ssc->Stop(left); !st.ok()) {
       log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
+      if (st.code() == StatusCode::kDeadlineExceeded) {
+        // A batch still running past the timeout: exit now. Every commit is atomic, so the
+        // next start resumes from the last committed batch.
+        log->error("shutdown_timeout ({} ms) passed with a batch still running: exiting",
+                   config.shutdown_timeout_ms);
+        notifier.Stopping("shutdown_timeout passed: exiting");
+        spdlog::shutdown();
+        _exit(kExitFailure);
+      }
       code = kExitFailure;
     }
   }

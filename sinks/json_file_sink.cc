@@ -61,10 +61,10 @@ Status JsonFileSink::Write(BatchId batch, const std::vector<std::string>& record
   RETURN_NOT_OK(SyncPath(tmp_dir));
   // A rerun of the batch replaces what its earlier run wrote.
   std::filesystem::remove_all(final_dir, ec);
-  if (ec) return Status::IOError(fmt::format("remove {}: {}", final_dir, ec.message()));
+  if (ec) return Status::FromErrno("remove " + final_dir, ec.value());
   CrashPoint("before_sink_rename");
   std::filesystem::rename(tmp_dir, final_dir, ec);
-  if (ec) return Status::IOError(fmt::format("rename {}: {}", tmp_dir, ec.message()));
+  if (ec) return Status::FromErrno("rename " + tmp_dir, ec.value());
   return SyncPath(dir_);
 }
 

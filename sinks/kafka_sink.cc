@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -13,21 +14,56 @@
 namespace runnel::sinks {
 namespace {
 
-// Delivery reports of one Write.
-struct Deliveries {
+// Errors no retry of the same record can fix: the query stops, naming the record.
+bool IsPermanent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A produce or delivery error, classified where it enters: permanent ones are InvalidArgument
+// (the query stops), the rest Unavailable (the batch is retried).
+Status ProduceError(rd_kafka_resp_err_t err, const std::string& what) {
+  const std::string msg = fmt::format("kafka sink: {}: {}", what, rd_kafka_err2str(err));
+  return IsPermanent(err) ? Status::InvalidArgument(msg) : Status::Unavailable(msg);
+}
+
+}  // namespace
+
+// Delivery reports of one Write. Owned by the sink, never the stack: a report may arrive after
+// the Write that produced its record gave up waiting.
+struct KafkaSink::Deliveries {
+  int64_t produced = 0;  // records handed to librdkafka (the Write's thread only)
   std::atomic<int64_t> acked{0};
   std::atomic<int64_t> failed{0};
   std::atomic<int> first_error{RD_KAFKA_RESP_ERR_NO_ERROR};
+  std::mutex mu;
+  std::string first_failed;  // the first failed record's _id and size; guarded by mu
 };
 
+namespace {
+
 void OnDelivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* message, void* /*opaque*/) {
-  auto* deliveries = static_cast<Deliveries*>(message->_private);
+  auto* deliveries = static_cast<KafkaSink::Deliveries*>(message->_private);
   if (deliveries == nullptr) return;
   if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++deliveries->acked;
   } else {
     int none = RD_KAFKA_RESP_ERR_NO_ERROR;
-    deliveries->first_error.compare_exchange_strong(none, message->err);
+    if (deliveries->first_error.compare_exchange_strong(none, message->err)) {
+      std::lock_guard lock(deliveries->mu);
+      deliveries->first_failed = fmt::format(
+          "_id {} ({} bytes)",
+          std::string_view(static_cast<const char*>(message->key), message->key_len), message->len);
+    }
     ++deliveries->failed;
   }
 }
@@ -57,12 +93,17 @@ KafkaSink::KafkaSink(KafkaSinkOptions options, rd_kafka_t* producer)
 
 KafkaSink::~KafkaSink() {
   rd_kafka_flush(producer_, options_.timeout_ms);
-  rd_kafka_destroy(producer_);
+  rd_kafka_destroy(producer_);  // no report is served after this: `deliveries_` may go
 }
 
 Status KafkaSink::Write(BatchId batch, const std::vector<std::string>& records) {
   if (records.empty()) return Status::OK();
-  Deliveries deliveries;
+  // Reports of earlier Writes have all arrived: their counters can go.
+  std::erase_if(deliveries_, [](const std::unique_ptr<Deliveries>& d) {
+    return d->acked + d->failed == d->produced;
+  });
+  deliveries_.push_back(std::make_unique<Deliveries>());
+  Deliveries& deliveries = *deliveries_.back();
   const std::string batch_header = std::to_string(batch.value());
   simdjson::dom::parser parser;
   const auto deadline =
@@ -83,11 +124,13 @@ Status KafkaSink::Write(BatchId batch, const std::vector<std::string>& records) 
                             RD_KAFKA_V_HEADER("runnel-batch-id", batch_header.data(),
                                               static_cast<ssize_t>(batch_header.size())),
                             RD_KAFKA_V_OPAQUE(&deliveries), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ++deliveries.produced;
+        break;
+      }
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || std::chrono::steady_clock::now() > deadline) {
-        rd_kafka_flush(producer_, options_.timeout_ms);  // `deliveries` must outlive its reports
-        return Status::Unavailable(
-            fmt::format("kafka sink: produce to {}: {}", options_.topic, rd_kafka_err2str(err)));
+        return ProduceError(err, fmt::format("produce record _id {} ({} bytes) of batch {} to {}",
+                                             id, record.size(), batch, options_.topic));
       }
       rd_kafka_poll(producer_, 50);
     }
@@ -98,17 +141,17 @@ Status KafkaSink::Write(BatchId batch, const std::vector<std::string>& records) 
     rd_kafka_flush(producer_, 100);
   }
   if (deliveries.acked + deliveries.failed < total) {
-    // Reports still pending reference `deliveries`: wait for them (purging what is queued).
+    // Reports still pending reference `deliveries`, which the sink keeps until they arrive.
     rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_flush(producer_, options_.timeout_ms);
     return Status::Unavailable(fmt::format("kafka sink: batch {} not acknowledged within {} ms",
                                            batch, options_.timeout_ms));
   }
   if (deliveries.failed > 0) {
-    return Status::Unavailable(fmt::format(
-        "kafka sink: {} of {} records of batch {} not delivered: {}", deliveries.failed.load(),
-        total, batch,
-        rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(deliveries.first_error.load()))));
+    std::lock_guard lock(deliveries.mu);
+    return ProduceError(
+        static_cast<rd_kafka_resp_err_t>(deliveries.first_error.load()),
+        fmt::format("{} of {} records of batch {} not delivered, the first: record {}",
+                    deliveries.failed.load(), total, batch, deliveries.first_failed));
   }
   return Status::OK();
 }

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sinks/record_sink.h"
 
@@ -31,13 +32,21 @@ class KafkaSink final : public RecordSink {
   static Result<std::unique_ptr<KafkaSink>> Make(KafkaSinkOptions options);
   ~KafkaSink() override;
 
+  // Errors no retry can fix (a record over the broker's size limit, an invalid record, no
+  // authorization for the topic) are InvalidArgument naming the record's _id: the query stops.
+  // Others (the broker away, a batch not acknowledged in time) are Unavailable: retried.
   Status Write(BatchId batch, const std::vector<std::string>& records) override;
+
+  struct Deliveries;  // the delivery reports of one Write (kafka_sink.cc)
 
  private:
   KafkaSink(KafkaSinkOptions options, rd_kafka_t* producer);
 
   const KafkaSinkOptions options_;
   rd_kafka_t* const producer_;
+  // Reports of the Writes whose records may still be reported on; freed once complete, and
+  // after the producer is destroyed (no report is served after that).
+  std::vector<std::unique_ptr<Deliveries>> deliveries_;
 };
 
 }  // namespace runnel::sinks

@@ -350,5 +350,30 @@ TEST(KafkaTest, GroupOffsetsOnlyMoveForward) {
   EXPECT_EQ(CommittedOffsets(broker.bootstrap(), "fwd-group", "fwd", 1), 100);
 }
 
+TEST(KafkaTest, ASinkRecordOverTheSizeLimitStopsTheQueryNamingIt) {
+  // A record no retry can deliver (over message.max.bytes) must stop the query with a message
+  // naming it, not be retried forever while /readyz stays 503.
+  Broker broker({"pages:1"});
+  TempDir dir;
+  const std::string long_url = "http://a.com/" + std::string(3000, 'x');
+  WriteText(
+      dir.path() + "/in.jsonl",
+      "{\"customer\": \"a.com\", \"url\": \"" + long_url +
+          "\", \"referrer\": \"r\", \"session_id\": \"s\", \"ts\": \"2017-09-17T00:00:00\"}\n");
+  std::string config = HourlyConfig(dir.path(), dir.path() + "/in.jsonl", 1000);
+  const std::string file_sink = "sinks: [ { type: json_files, path: " + dir.path() + "/out } ]";
+  config.replace(config.find(file_sink), file_sink.size(),
+                 "sinks: [ { type: kafka, bootstrap_servers: \"" + broker.bootstrap() +
+                     "\", topic: pages, librdkafka: { message.max.bytes: \"2000\" } } ]");
+  WriteText(dir.path() + "/q.yaml", config);
+  auto r = RunProcess({"timeout", "60", RunnelBinary(), "run", "--config", dir.path() + "/q.yaml",
+                       "--available-now"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;  // not 124: it did not retry until killed
+  EXPECT_NE(r.err.find("InvalidArgument: kafka sink: produce record _id " + long_url),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("too large"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace runnel::testing
