@@ -252,6 +252,10 @@ TEST(HttpTest, TwoThousandIdleConnectionsNeitherStopBatchesNorSpin) {
   WriteText(dir.path() + "/q.yaml", ServeConfig(dir.path(), "clicks-clean.jsonl"));
   Service service(dir.path() + "/q.yaml", dir.path() + "/log");
   ASSERT_TRUE(service.WaitReady());
+  for (int i = 0; i < 600; ++i) {  // the input is read: what follows is empty batches
+    if (SumOf(Body(Get(service.Url("/metrics"))), "runnel_records_total") >= 20000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const double batches_before = SumOf(Body(Get(service.Url("/metrics"))), "runnel_batches_total");
   // 2000 connections that send nothing, held for 5 s, counting what the service answered.
   WriteText(dir.path() + "/idle.py", R"(
