@@ -505,6 +505,9 @@ class Validator {
       }
       if (kDayMs % a.window.length_ms != 0) {
         Error(w, "window length must divide a day (e.g. 1m, 15m, 1h, 1d)");
+      } else if (a.window.length_ms % 1000 != 0 || a.window.slide_ms % 1000 != 0) {
+        // An output record's ts (and so its _id) names the window start to the second.
+        Error(w, "window length and slide must be whole seconds");
       } else if (a.window.slide_ms > a.window.length_ms ||
                  a.window.length_ms % a.window.slide_ms != 0) {
         Error(w, "window slide must divide the window length");
@@ -538,12 +541,15 @@ class Validator {
     if (const YAML::Node aggs = n["aggregates"]; aggs && aggs.IsMap() && aggs.size() > 0) {
       for (auto it = aggs.begin(); it != aggs.end(); ++it) {
         const std::string name = it->first.as<std::string>();
-        if (output_fields.contains(name)) {
+        Aggregate(name, it->second, &a);
+        // Map aggregates sit beside the group fields at the record's top level (scalars go
+        // under `metrics`, where only aggregates are).
+        if (!a.aggregates.empty() && a.aggregates.back().name == name &&
+            a.aggregates.back().is_map() && output_fields.contains(name)) {
           Error(it->first, fmt::format("aggregate name '{}' collides with an output record field "
                                        "(_id, ts, freq, metrics or a group field)",
                                        name));
         }
-        Aggregate(name, it->second, &a);
       }
     } else {
       Error(aggs ? aggs : n, "'aggregates' must be a non-empty mapping of name: aggregate");

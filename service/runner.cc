@@ -212,7 +212,8 @@ int RunService(const Config& config, const RunOptions& options) {
     return kExitFailure;
   }
   Metrics metrics;
-  metrics.SetBrokenStates(static_cast<int64_t>(broken.size()));
+  // Counted after OpenState: a database it set aside now counts too.
+  metrics.SetBrokenStates(static_cast<int64_t>(checkpoint::BrokenStates(config.state_dir).size()));
   auto* db = store->get();
   metrics.SetStorageProbe([db] { return db->Tickers(); });
   metrics.SetEngineProbe([context = engine->get()] {
@@ -403,24 +404,27 @@ int RunService(const Config& config, const RunOptions& options) {
     }
   });
   int code = failed ? kExitFailure : kExitOk;
-  // shutdown_timeout bounds the whole drain, all queries together.
-  const auto drain_deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown_timeout_ms);
-  for (RunningQuery& rq : queries) {
-    const auto left = std::max(Millis(0), std::chrono::duration_cast<Millis>(
-                                              drain_deadline - std::chrono::steady_clock::now()));
-    if (Status st = rq.ssc->Stop(left); !st.ok()) {
-      log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
-      if (st.code() == StatusCode::kDeadlineExceeded) {
-        // A batch still running past the timeout: exit now. Every commit is atomic, so the
-        // next start resumes from the last committed batch.
-        log->error("shutdown_timeout ({} ms) passed with a batch still running: exiting",
-                   config.shutdown_timeout_ms);
-        notifier.Stopping("shutdown_timeout passed: exiting");
-        spdlog::shutdown();
-        _exit(kExitFailure);
-      }
-      code = kExitFailure;
+  // shutdown_timeout bounds the whole drain: every query stops at once, each within it.
+  std::vector<Status> stopped(queries.size());
+  {
+    std::vector<std::jthread> stoppers;
+    for (size_t i = 0; i < queries.size(); ++i) {
+      stoppers.emplace_back(
+          [&, i] { stopped[i] = queries[i].ssc->Stop(Millis(config.shutdown_timeout_ms)); });
+    }
+  }
+  for (size_t i = 0; i < queries.size(); ++i) {
+    if (stopped[i].ok()) continue;
+    log->error("query {}: {}", queries[i].config->aggregation.name, stopped[i].ToString());
+    code = kExitFailure;
+    if (stopped[i].code() == StatusCode::kDeadlineExceeded) {
+      // A batch still running past the timeout: exit now. Every commit is atomic, so the
+      // next start resumes from the last committed batch.
+      log->error("shutdown_timeout ({} ms) passed with a batch still running: exiting",
+                 config.shutdown_timeout_ms);
+      notifier.Stopping("shutdown_timeout passed: exiting");
+      spdlog::shutdown();
+      _exit(kExitFailure);
     }
   }
   for (auto& w : watchers) w.join();

@@ -23,6 +23,7 @@ bool IsPermanent(rd_kafka_resp_err_t err) {
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR__FATAL:  // the idempotent producer is unusable from here on
       return true;
     default:
       return false;

@@ -324,12 +324,22 @@ Status KafkaSource::CommitToGroup(const std::map<std::string, std::string>& posi
 
 Status KafkaSource::CommitOffsets(std::map<TopicPartition, int64_t> offsets, bool async) {
   // The synchronous commit talks to the broker: it holds commit_mu_, never mu_, so batches
-  // keep planning meanwhile.
-  std::lock_guard commit_lock(commit_mu_);
+  // keep planning meanwhile. An async commit (a batch's) does not wait for a synchronous one
+  // in flight: it is left out, and the next batch, the revocation or the checkpoint commits
+  // at least as far.
+  std::unique_lock commit_lock(commit_mu_, std::defer_lock);
+  if (async) {
+    if (!commit_lock.try_lock()) return Status::OK();
+  } else {
+    commit_lock.lock();
+  }
   std::map<TopicPartition, int64_t> before;  // to restore if the commit fails
   for (auto it = offsets.begin(); it != offsets.end();) {
     auto [previous, fresh] = committed_offsets_.try_emplace(it->first, -1);
-    if (it->second <= previous->second) {
+    // Never below what was sent before. A synchronous commit may repeat the last offset: an
+    // async commit of it may have been refused (during a rebalance), and the revocation's
+    // commit is the handover the next owner relies on.
+    if (it->second < previous->second || (async && it->second == previous->second)) {
       it = offsets.erase(it);
       continue;
     }

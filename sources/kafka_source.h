@@ -135,10 +135,10 @@ class KafkaSource final : public streaming::DStreamNode<std::string>,
   void OnAssigned(const std::vector<TopicPartition>& partitions);
   void OnRevoked(const std::vector<TopicPartition>& partitions);
   // Commits offsets to the group on the member handle (or a plain committer without one).
-  // The one place that commits group offsets (batches, revocations, checkpoints): an offset at
-  // or below what was committed (or requested, for async commits) before for its partition is
-  // dropped, so the group's offsets only move forward. Takes commit_mu_; callers hold no
-  // other lock of the source.
+  // The one place that commits group offsets (batches, revocations, checkpoints): an offset
+  // below what was sent before for its partition is dropped (async: at or below), so the
+  // group's offsets only move forward. Takes commit_mu_ (an async commit skips when it is
+  // busy); callers hold no other lock of the source.
   Status CommitOffsets(std::map<TopicPartition, int64_t> offsets, bool async = false);
   // Fixes the start of partitions assigned since the last Plan; mu_ held.
   Status ResolveFreshPartitions();

@@ -192,7 +192,9 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
     }
     return FromRocks(s, fmt::format("state {}: {}", options.path, what));
   };
-  if (!std::filesystem::exists(options.path + "/CURRENT", ec)) {
+  const bool has_current = std::filesystem::exists(options.path + "/CURRENT", ec);
+  if (ec) return Status::FromErrno("state " + options.path + "/CURRENT", ec.value());
+  if (!has_current) {
     return Status::Corruption(
         fmt::format("state {} is not a database: it has no CURRENT file", options.path));
   }

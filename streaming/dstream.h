@@ -79,6 +79,9 @@ class DStreamNode : public DStreamNodeBase, public StreamNodeHooks {
 
  protected:
   virtual Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) = 0;
+  // A node whose hooks use members of its own calls this first in its destructor: the context
+  // stops calling it before those members go.
+  void Unregister() { registration_ = {}; }
 
  private:
   void ClearOlderThan(BatchTime now) final {
@@ -358,9 +361,18 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
         ns_(std::move(ns)),
         update_(std::move(update)),
         timeout_(timeout) {}
+  ~StateUpdateNode() override { this->Unregister(); }
 
  protected:
   Result<std::optional<engine::Rdd<std::pair<K, S>>>> Compute(BatchTime t) override {
+    {
+      // Committed already (a later hook of the batch failed and it runs again): the state now
+      // includes this batch, so its result is the one computed before, not a second update.
+      std::lock_guard lock(pending_mu_);
+      if (committed_ && committed_->first == t.value()) {
+        return std::optional(committed_->second);
+      }
+    }
     ASSIGN_OR_RETURN(auto in, parent_->GetOrCompute(t));
     if (!in) return std::optional<engine::Rdd<std::pair<K, S>>>();
     ASSIGN_OR_RETURN(auto grouped, in->GroupByKey().Collect());
@@ -408,11 +420,13 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
         apply(key, skey, {}, std::move(decoded.second), true);
       }
     }
+    auto rdd = this->ssc().engine().Parallelize(std::move(updated), 1);
     {
       std::lock_guard lock(pending_mu_);
-      pending_[t.value()] = std::move(commit);  // a retry computes it again, from the same state
+      // A retry before the commit computes it again, from the same state.
+      pending_.insert_or_assign(t.value(), std::pair(std::move(commit), rdd));
     }
-    return std::optional(this->ssc().engine().Parallelize(std::move(updated), 1));
+    return std::optional(std::move(rdd));
   }
 
   Status CommitBatch(BatchTime t) override {
@@ -423,9 +437,10 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
       ASSIGN_OR_RETURN(auto last, store_->LastCommitted(ns_));
       next_batch_ = last ? last->batch_id.value() + 1 : 0;
     }
-    it->second.batch_id = BatchId(*next_batch_);
-    RETURN_NOT_OK(store_->Commit(it->second));
+    it->second.first.batch_id = BatchId(*next_batch_);
+    RETURN_NOT_OK(store_->Commit(it->second.first));
     ++*next_batch_;
+    committed_.emplace(t.value(), std::move(it->second.second));
     pending_.erase(pending_.begin(), std::next(it));
     return Status::OK();
   }
@@ -447,8 +462,11 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
   const UpdateFn update_;
   const Millis timeout_;
   std::mutex pending_mu_;
-  std::map<int64_t, BatchCommit> pending_;  // by batch time, not yet committed; pending_mu_
-  std::optional<int64_t> next_batch_;       // the next batch id in the store; pending_mu_
+  // By batch time, computed and not yet committed: the changes and the stream's RDD.
+  std::map<int64_t, std::pair<BatchCommit, engine::Rdd<std::pair<K, S>>>> pending_;  // pending_mu_
+  // The last committed batch time and its RDD (for a retry of that batch); pending_mu_.
+  std::optional<std::pair<int64_t, engine::Rdd<std::pair<K, S>>>> committed_;
+  std::optional<int64_t> next_batch_;  // the next batch id in the store; pending_mu_
 };
 
 // ---- The handle ----

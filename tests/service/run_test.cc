@@ -75,5 +75,31 @@ TEST(GenTest, WritesTheSeedWorkloadThatRunAggregates) {
   EXPECT_EQ(views, 30000);
 }
 
+TEST(RunTest, ABatchPastTheShutdownTimeoutExitsOneAndTheRestartIsExact) {
+  TempDir dir;
+  const std::string input = dir.path() + "/clicks.jsonl";
+  auto gen = RunProcess({RunnelBinary(), "gen", "--events", "3000000", "--out", input});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  std::string config =
+      Serving(HourlyConfig(dir.path(), input, 3000000, "1d"), "100ms");  // one long batch
+  config.replace(config.find("service: {"), 10, "service: { shutdown_timeout: 100ms,");
+  WriteText(dir.path() + "/q.yaml", config);
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log");
+  ASSERT_TRUE(service.WaitReady());
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // the batch is running
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(30)), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3))
+      << "exited at the timeout, not when the batch ended";
+  EXPECT_NE(ServiceLog(dir.path() + "/log").find("shutdown_timeout (100 ms) passed"),
+            std::string::npos)
+      << ServiceLog(dir.path() + "/log");
+  // Nothing of the interrupted batch was committed: the next run reads all of it.
+  auto rerun =
+      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  EXPECT_NE(rerun.err.find("3000000 records"), std::string::npos) << rerun.err;
+}
+
 }  // namespace
 }  // namespace runnel::testing

@@ -237,5 +237,63 @@ TEST_F(DStreamTest, ARetriedUpdateStateByKeyBatchAppliesOnce) {
   EXPECT_EQ(stored->batch_id, BatchId(1));  // one commit per batch, retries included
 }
 
+// Fails the next commit of namespace `ns` once with Unavailable (a full disk, say).
+class FailOnceStore final : public StateStore {
+ public:
+  FailOnceStore(StateStore* inner, std::string ns) : inner_(inner), ns_(std::move(ns)) {}
+  Result<std::optional<std::string>> Get(const std::string& ns, const std::string& k) override {
+    return inner_->Get(ns, k);
+  }
+  Status Scan(const std::string& ns, const std::string& b, const std::string& e,
+              const std::function<bool(const std::string&, const std::string&)>& fn) override {
+    return inner_->Scan(ns, b, e, fn);
+  }
+  Status Commit(const BatchCommit& commit) override {
+    if (commit.ns == ns_ && !failed_) {
+      failed_ = true;
+      return Status::Unavailable("disk full");
+    }
+    return inner_->Commit(commit);
+  }
+  Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override {
+    return inner_->LastCommitted(ns);
+  }
+  Status Reset(const std::string& ns) override { return inner_->Reset(ns); }
+
+ private:
+  StateStore* const inner_;
+  const std::string ns_;
+  bool failed_ = false;
+};
+
+TEST_F(DStreamTest, TwoStatefulStreamsApplyABatchOnceWhenTheSecondCommitFails) {
+  StreamingContext ssc(engine_.get(), {.batch_interval = Millis(1000),
+                                       .clock = &clock_,
+                                       .retry_backoff = Millis(1),
+                                       .retry_backoff_max = Millis(1)});
+  InMemoryStateStore inner;
+  FailOnceStore store(&inner, "second");
+  auto input = QueueStream<KV>(ssc, {{{"a", 1}}, {{"a", 2}}});
+  auto sum = [](const std::string&, const std::vector<int64_t>& values, std::optional<int64_t> s,
+                bool) -> std::optional<int64_t> {
+    int64_t total = s.value_or(0);
+    for (int64_t v : values) total += v;
+    return total;
+  };
+  std::map<std::string, int64_t> last;
+  for (const char* ns : {"first", "second"}) {
+    input.UpdateStateByKey<int64_t>(&store, ns, sum)
+        .ForeachRdd([&last, ns](const engine::Rdd<KV>& rdd, BatchInfo*) -> Status {
+          ASSIGN_OR_RETURN(auto v, rdd.Collect());
+          for (const auto& [k, total] : v) last[std::string(ns) + "/" + k] = total;
+          return Status::OK();
+        });
+  }
+  RunBatches(ssc, 2);
+  EXPECT_EQ(ssc.failed_attempts(), 1);  // batch 0: "first" committed, "second" failed, retried
+  EXPECT_EQ(last["first/a"], 3);
+  EXPECT_EQ(last["second/a"], 3);
+}
+
 }  // namespace
 }  // namespace runnel::streaming
