@@ -37,7 +37,9 @@ sed 's|/usr/local/bin/runnel|/bin/true|g' "$unit" > "$tmp/runnel.service"
 systemd-analyze verify "$tmp/runnel.service"
 
 docker="$pkg/Dockerfile"
-for line in 'FROM debian:bookworm AS build' 'FROM debian:bookworm-slim' 'USER runnel' \
+for line in 'ARG BUILD_IMAGE=docker.io/library/debian:bookworm' \
+    'ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim' 'FROM \$\{BUILD_IMAGE\} AS build' \
+    'FROM \$\{RUNTIME_IMAGE\}' 'USER runnel' \
     'VOLUME \["/var/lib/runnel"\]' 'STOPSIGNAL SIGTERM' 'HEALTHCHECK .*' '  CMD curl -fsS http://127.0.0.1:9464/livez'; do
   grep -qE "^$line" "$docker" || fail "Dockerfile lacks $line"
 done

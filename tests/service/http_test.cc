@@ -337,8 +337,14 @@ TEST(HttpTest, PagingAHundredThousandKeysKeepsMemoryBounded) {
   EXPECT_EQ(sizes.size(), 100u);  // pages of the default 1000
   for (size_t n : sizes) EXPECT_EQ(n, 1000u);
   // One page is ~250 KiB of JSON; all 100k records at once would be ~25 MiB of text and
-  // several times that parsed.
+  // several times that parsed. Under ASan/TSan the RSS holds the sanitizer's quarantine and
+  // shadow memory, so the bound is checked in the plain build only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  (void)peak_before;
+  (void)peak_after;
+#else
   EXPECT_LT(peak_after - peak_before, 32 << 20) << "peak RSS grew while paging";
+#endif
   EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
 }
 
