@@ -178,7 +178,14 @@ class Service {
     args.push_back(nullptr);
     std::vector<std::string> env_strings = extra_env;
     std::vector<char*> env;
-    for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+    // An entry of `extra_env` replaces the inherited variable of the same name.
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view entry(*e);
+      const std::string_view name = entry.substr(0, entry.find('='));
+      bool replaced = false;
+      for (const auto& x : env_strings) replaced |= x.starts_with(std::string(name) + "=");
+      if (!replaced) env.push_back(*e);
+    }
     for (auto& e : env_strings) env.push_back(e.data());
     env.push_back(nullptr);
     EXPECT_EQ(posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), env.data()), 0);
