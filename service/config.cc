@@ -637,11 +637,18 @@ class Validator {
     if (!q.late_output_path.empty()) {
       mine.emplace_back(normal(q.late_output_path) / name, "late_output of query " + name);
     }
+    // Outputs may live under state_dir (a systemd unit can write only there), but not over
+    // the state's own files: db/ (and db.broken-*, db.new), checkpoints/, LOCK.
     const fs::path state = normal(state_dir);
     for (size_t i = 0; i < mine.size(); ++i) {
-      if (inside(mine[i].first, state)) {
-        Error(n, fmt::format("{} writes {}, inside service.state_dir", mine[i].second,
-                             mine[i].first.string()));
+      const fs::path& dir = mine[i].first;
+      const fs::path rel = dir.lexically_relative(state);  // "db/..." when under state_dir
+      const std::string first = rel.empty() ? "" : rel.begin()->string();
+      const bool state_file =
+          first == "." || first.starts_with("db") || first == "checkpoints" || first == "LOCK";
+      if (state_file || inside(state, dir)) {
+        Error(n, fmt::format("{} writes {}, over the state in service.state_dir {}", mine[i].second,
+                             dir.string(), state.string()));
       }
       auto overlap = [&](const std::pair<fs::path, std::string>& other) {
         if (inside(mine[i].first, other.first) || inside(other.first, mine[i].first)) {
