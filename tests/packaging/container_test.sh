@@ -216,19 +216,20 @@ stage "systemctl stop drained, exit 0"
 in_unit systemctl start runnel
 wait_for '[ "$(prop ActiveState)" = active ]' 60 || fail "restart"
 pid=$(prop MainPID)
-in_unit kill -STOP "$pid"
+in_unit /bin/sh -c "kill -STOP $pid"  # kill is a shell builtin here (no procps)
 # SIGABRT waits while the process is stopped; systemd kills it after TimeoutAbortSec (45 s).
 wait_for '[ "$(prop MainPID)" != "$pid" ] && [ "$(prop ActiveState)" = active ]' 120 ||
   fail "the watchdog did not restart a stopped service (state $(prop ActiveState))"
 in_unit journalctl -u runnel --no-pager | grep -q "Watchdog timeout" || fail "no watchdog timeout logged"
 stage "the watchdog killed and restarted a SIGSTOPped service (NRestarts=$(prop NRestarts))"
 
-restarts=$(prop NRestarts)
 in_unit sh -c 'echo "bogus_key: 1" >> /etc/runnel/runnel.yaml'
 in_unit systemctl restart runnel || true
 sleep 5
 [ "$(prop ActiveState)" = failed ] || fail "a bad config: ActiveState=$(prop ActiveState), want failed"
-[ "$(prop NRestarts)" = "$restarts" ] || fail "a bad config was restarted"
+# A manual restart resets NRestarts: any automatic restart since would count.
+[ "$(prop NRestarts)" = 0 ] ||
+  { in_unit journalctl -u runnel --no-pager | tail -15; fail "a bad config was restarted ($(prop NRestarts) times)"; }
 in_unit journalctl -u runnel --no-pager | grep -q "status=78" || fail "exit 78 not seen"
 stage "a bad config: exit 78, not restarted"
 
