@@ -336,9 +336,9 @@ TEST(HttpTest, PagingAHundredThousandKeysKeepsMemoryBounded) {
   EXPECT_EQ(ById(records).size(), 100000u) << "every key once";
   EXPECT_EQ(sizes.size(), 100u);  // pages of the default 1000
   for (size_t n : sizes) EXPECT_EQ(n, 1000u);
-  // One page is ~250 KiB of JSON; all 100k records at once would be ~25 MiB of text and
-  // several times that parsed. Under ASan/TSan the RSS holds the sanitizer's quarantine and
-  // shadow memory, so the bound is checked in the plain build only.
+    // One page is ~250 KiB of JSON; all 100k records at once would be ~25 MiB of text and
+    // several times that parsed. Under ASan/TSan the RSS holds the sanitizer's quarantine and
+    // shadow memory, so the bound is checked in the plain build only.
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   (void)peak_before;
   (void)peak_after;
