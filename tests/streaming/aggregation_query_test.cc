@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include "tests/streaming/forwarding_store.h"
+
 namespace runnel::streaming {
 namespace {
 
@@ -26,33 +28,19 @@ std::string Click(const std::string& session, const std::string& ts) {
 }
 
 // A store that can fail its next commit: a crash after the sink wrote, before the commit.
-class FlakyStore final : public StateStore {
+class FlakyStore final : public ForwardingStateStore {
  public:
-  explicit FlakyStore(StateStore* inner) : inner_(inner) {}
-  Result<std::optional<std::string>> Get(const std::string& ns, const std::string& k) override {
-    return inner_->Get(ns, k);
-  }
-  Status Scan(const std::string& ns, const std::string& b, const std::string& e,
-              const std::function<bool(const std::string&, const std::string&)>& fn) override {
-    return inner_->Scan(ns, b, e, fn);
-  }
+  using ForwardingStateStore::ForwardingStateStore;
   Status Commit(const BatchCommit& commit) override {
     if (fail_next_) {
       fail_next_ = false;
       return Status::IOError("crash before commit");
     }
-    return inner_->Commit(commit);
+    return ForwardingStateStore::Commit(commit);
   }
-  Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override {
-    return inner_->LastCommitted(ns);
-  }
-  Status Reset(const std::string& ns) override { return inner_->Reset(ns); }
   Status Writable() override { return writable_; }
   bool fail_next_ = false;
   Status writable_;
-
- private:
-  StateStore* const inner_;
 };
 
 // One "process": a query on `store` that runs the given batches in order from its recovered

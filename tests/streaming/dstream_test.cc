@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/streaming/forwarding_store.h"
+
 namespace runnel::streaming {
 namespace {
 
@@ -238,30 +240,19 @@ TEST_F(DStreamTest, ARetriedUpdateStateByKeyBatchAppliesOnce) {
 }
 
 // Fails the next commit of namespace `ns` once with Unavailable (a full disk, say).
-class FailOnceStore final : public StateStore {
+class FailOnceStore final : public ForwardingStateStore {
  public:
-  FailOnceStore(StateStore* inner, std::string ns) : inner_(inner), ns_(std::move(ns)) {}
-  Result<std::optional<std::string>> Get(const std::string& ns, const std::string& k) override {
-    return inner_->Get(ns, k);
-  }
-  Status Scan(const std::string& ns, const std::string& b, const std::string& e,
-              const std::function<bool(const std::string&, const std::string&)>& fn) override {
-    return inner_->Scan(ns, b, e, fn);
-  }
+  FailOnceStore(StateStore* inner, std::string ns)
+      : ForwardingStateStore(inner), ns_(std::move(ns)) {}
   Status Commit(const BatchCommit& commit) override {
     if (commit.ns == ns_ && !failed_) {
       failed_ = true;
       return Status::Unavailable("disk full");
     }
-    return inner_->Commit(commit);
+    return ForwardingStateStore::Commit(commit);
   }
-  Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override {
-    return inner_->LastCommitted(ns);
-  }
-  Status Reset(const std::string& ns) override { return inner_->Reset(ns); }
 
  private:
-  StateStore* const inner_;
   const std::string ns_;
   bool failed_ = false;
 };
