@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
@@ -13,10 +12,10 @@
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
-#include <boost/asio/ip/address.hpp>
 
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "service/http_server.h"
 
 namespace runnel::service {
 namespace {
@@ -48,24 +47,6 @@ std::string FormatDuration(int64_t ms) {
   if (ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
   if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
   return fmt::format("{}ms", ms);
-}
-
-// Whether ADDRESS:PORT (as the HTTP server reads it: an IP address, v4 or v6, then the port
-// after the last ':') listens on loopback only; nullopt when it is not ADDRESS:PORT.
-std::optional<bool> ListenIsLoopback(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) return std::nullopt;
-  const std::string host = listen.substr(0, colon);
-  const std::string port = listen.substr(colon + 1);
-  int p = -1;
-  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-  if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535) {
-    return std::nullopt;
-  }
-  boost::system::error_code bec;
-  const boost::asio::ip::address address = boost::asio::ip::make_address(host, bec);
-  if (bec) return std::nullopt;
-  return address.is_loopback();
 }
 
 // Replaces ${VAR} and ${VAR:-default} in `text`; reports unset variables without a default.
@@ -262,13 +243,14 @@ class Validator {
     Bool(n, "http_allow_unauthenticated", &c->http_allow_unauthenticated);
     Integer(n, "http_max_connections", &c->http_max_connections, 1, 100'000);
     if (n["http_listen"]) {
-      const std::optional<bool> loopback = ListenIsLoopback(c->http_listen);
-      if (!loopback) {
+      const auto listen = ParseListenAddress(c->http_listen);  // as the server reads it
+      if (!listen.ok()) {
         Error(n["http_listen"],
               fmt::format("'http_listen': '{}' is not ADDRESS:PORT (an IP address and a port "
                           "0..65535)",
                           c->http_listen));
-      } else if (!*loopback && c->http_token_file.empty() && !c->http_allow_unauthenticated) {
+      } else if (!listen->address.is_loopback() && c->http_token_file.empty() &&
+                 !c->http_allow_unauthenticated) {
         Error(n["http_listen"],
               fmt::format("'http_listen': {} is not a loopback address: set http_token_file (or "
                           "http_allow_unauthenticated: true to serve the API to anyone)",

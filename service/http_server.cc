@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -216,26 +217,29 @@ struct HttpServer::Impl {
   }
 };
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
-                                                      HttpHandler handler) {
-  const size_t colon = options.listen.rfind(':');
-  if (colon == std::string::npos) {
-    return Status::InvalidArgument(fmt::format("http_listen '{}': want host:port", options.listen));
+Result<ListenAddress> ParseListenAddress(std::string_view listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Status::InvalidArgument(fmt::format("http_listen '{}': want ADDRESS:PORT", listen));
   }
   beast::error_code ec;
-  const auto address = asio::ip::make_address(options.listen.substr(0, colon), ec);
-  if (ec)
-    return Status::InvalidArgument(
-        fmt::format("http_listen '{}': {}", options.listen, ec.message()));
-  int port = 0;
-  try {
-    port = std::stoi(options.listen.substr(colon + 1));
-  } catch (const std::exception&) {
-    port = -1;
+  ListenAddress out;
+  out.address = asio::ip::make_address(listen.substr(0, colon), ec);
+  if (ec) return Status::InvalidArgument(fmt::format("http_listen '{}': {}", listen, ec.message()));
+  const std::string_view port = listen.substr(colon + 1);
+  auto [end, pec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
+  if (pec != std::errc() || end != port.data() + port.size()) {
+    return Status::InvalidArgument(fmt::format("http_listen '{}': bad port", listen));
   }
-  if (port < 0 || port > 65535) return Status::InvalidArgument("http_listen: bad port");
+  return out;
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
+                                                      HttpHandler handler) {
+  ASSIGN_OR_RETURN(const ListenAddress listen, ParseListenAddress(options.listen));
+  beast::error_code ec;
   auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
-  const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  const tcp::endpoint endpoint(listen.address, listen.port);
   impl->acceptor.open(endpoint.protocol(), ec);
   if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl->acceptor.bind(endpoint, ec);

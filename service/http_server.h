@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "common/result.h"
 
 namespace runnel::service {
@@ -52,6 +54,14 @@ struct HttpServerOptions {
   int handler_threads = 2;
   std::vector<std::string> fast_paths = {"/livez", "/healthz", "/readyz", "/metrics"};
 };
+
+// http_listen's ADDRESS:PORT: an IP address (v4 or v6), then the port (0..65535; 0 picks a free
+// one) after the last ':'. The one parser of it, for the server and for `validate`.
+struct ListenAddress {
+  boost::asio::ip::address address;
+  uint16_t port = 0;
+};
+Result<ListenAddress> ParseListenAddress(std::string_view listen);
 
 // The answer a connection gets after sending `bytes` and closing its side: the server's
 // parsing, limits and error statuses without a socket (for tests and fuzzing).

@@ -194,13 +194,6 @@ int RunService(const Config& config, const RunOptions& options) {
     log->error("state: {}", lock.status().ToString());
     return lock.status().code() == StatusCode::kUnavailable ? kExitStateDirBusy : kExitFailure;
   }
-  const std::vector<std::string> broken = checkpoint::BrokenStates(config.state_dir);
-  for (const std::string& dir : broken) {
-    log->warn(
-        "state: {} is a database set aside as corrupt by an earlier start; inspect it "
-        "and remove it when done (runnel never deletes it)",
-        dir);
-  }
   // RUNNEL_DISK_FAULT_FILE (tests only): state writes fail while that file exists.
   const char* disk_fault = std::getenv("RUNNEL_DISK_FAULT_FILE");  // NOLINT(concurrency-mt-unsafe)
   auto store = checkpoint::OpenState(config.state_dir,
@@ -212,8 +205,15 @@ int RunService(const Config& config, const RunOptions& options) {
     return kExitFailure;
   }
   Metrics metrics;
-  // Counted after OpenState: a database it set aside now counts too.
-  metrics.SetBrokenStates(static_cast<int64_t>(checkpoint::BrokenStates(config.state_dir).size()));
+  // Listed after OpenState, so a database it set aside just now is logged and counted too.
+  const std::vector<std::string> broken = checkpoint::BrokenStates(config.state_dir);
+  for (const std::string& dir : broken) {
+    log->warn(
+        "state: {} is a database set aside as corrupt; inspect it and remove it when done "
+        "(runnel never deletes it)",
+        dir);
+  }
+  metrics.SetBrokenStates(static_cast<int64_t>(broken.size()));
   auto* db = store->get();
   metrics.SetStorageProbe([db] { return db->Tickers(); });
   metrics.SetEngineProbe([context = engine->get()] {
