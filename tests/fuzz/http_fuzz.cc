@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/json.hpp>
 
 #include "engine/context.h"
@@ -77,7 +79,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     handled = true;
     sv::HttpResponse res = api->handler(req);
     if (req.path.starts_with("/v1/") && res.status == 200) {
-      FUZZ_CHECK(req.authorization == std::string("Bearer ") + kToken);
+      // The scheme is case-insensitive (RFC 7235), the token is not.
+      const std::string_view auth = req.authorization;
+      FUZZ_CHECK(auth.size() == 7 + std::string_view(kToken).size());
+      FUZZ_CHECK(boost::algorithm::iequals(auth.substr(0, 7), "Bearer "));
+      FUZZ_CHECK(auth.substr(7) == kToken);
     }
     return res;
   };
