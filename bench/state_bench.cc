@@ -107,8 +107,8 @@ CommitFigure MeasureCommit(const std::string& dir, int64_t keys, int batches) {
     for (int64_t i = 0; i < keys; ++i) partials.emplace_back(Key(i), Partial(rng));
     std::vector<std::pair<std::string, std::string>> encoded;
     runnel.push_back(Seconds([&] {
-      streaming::BatchCommit commit{.ns = "hourly_pages", .batch_id = BatchId(b)};
-      commit.positions["clicks/0"] = std::to_string((b + 1) * keys);
+      streaming::BatchCommit commit{.ns = "hourly_pages", .record = {.batch_id = BatchId(b)}};
+      commit.record.positions["kafka:clicks/0"].set_next_offset((b + 1) * keys);
       for (auto& [key, partial] : partials) {
         AggRow current;
         auto stored = store->Get("hourly_pages", key).value();
@@ -147,7 +147,7 @@ CheckpointFigure MeasureCheckpoint(const std::string& dir, int64_t keys, int run
   std::mt19937_64 rng(11);
   constexpr int64_t kChunk = 100'000;
   for (int64_t from = 0, b = 0; from < keys; from += kChunk, ++b) {
-    streaming::BatchCommit commit{.ns = "hourly_pages", .batch_id = BatchId(b)};
+    streaming::BatchCommit commit{.ns = "hourly_pages", .record = {.batch_id = BatchId(b)}};
     for (int64_t i = from; i < std::min(keys, from + kChunk); ++i) {
       commit.puts.emplace_back(Key(i), streaming::EncodeRow(Partial(rng)));
     }

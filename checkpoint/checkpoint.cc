@@ -31,20 +31,6 @@ int64_t NowUnixMs() {
       .count();
 }
 
-int64_t MetaInt(const std::map<std::string, std::string>& meta, const std::string& key,
-                int64_t otherwise) {
-  auto it = meta.find(key);
-  if (it == meta.end()) return otherwise;
-  int64_t v = otherwise;
-  std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-  return v;
-}
-
-std::string MetaString(const std::map<std::string, std::string>& meta, const std::string& key) {
-  auto it = meta.find(key);
-  return it == meta.end() ? std::string() : it->second;
-}
-
 Status FsError(const std::string& what, const std::error_code& ec) {
   return Status::IOError(fmt::format("{}: {}", what, ec.message()));
 }
@@ -91,9 +77,9 @@ bool Covers(const std::map<std::string, streaming::CommittedBatch>& live,
                          newest.checkpoint_id(), q.batch_id());
       return false;
     }
-    if (it->second.batch_id.value() < q.batch_id()) {
+    if (it->second.record.batch_id.value() < q.batch_id()) {
       *why = fmt::format("query {} is at batch {}, behind checkpoint {} at batch {}", q.name(),
-                         it->second.batch_id, newest.checkpoint_id(), q.batch_id());
+                         it->second.record.batch_id, newest.checkpoint_id(), q.batch_id());
       return false;
     }
   }
@@ -176,13 +162,13 @@ Result<v1::Manifest> CheckpointStore::Take(state::RocksDbStateStore* db) {
   manifest.set_runnel_version(fmt::format("{} ({})", BuildVersion(), BuildCommit()));
   for (const auto& [name, batch] : committed) {
     v1::QueryState* q = manifest.add_queries();
+    const streaming::BatchRecord& r = batch.record;
     q->set_name(name);
-    q->set_batch_id(batch.batch_id.value());
-    q->set_batch_time_unix_ms(MetaInt(batch.metadata, "batch_time", 0));
-    q->set_definition_fingerprint(MetaString(batch.metadata, "definition_fingerprint"));
-    q->set_watermark_ms(MetaInt(batch.metadata, "watermark", INT64_MIN));
-    q->mutable_positions()->insert(batch.positions.begin(), batch.positions.end());
-    q->mutable_metadata()->insert(batch.metadata.begin(), batch.metadata.end());
+    q->set_batch_id(r.batch_id.value());
+    q->set_batch_time_unix_ms(r.batch_time.value());
+    q->set_definition_fingerprint(r.definition_fingerprint);
+    q->set_watermark_ms(r.watermark_ms);
+    *q->mutable_batch() = streaming::ToProto(r);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> files, FilesUnder(tmp + "/db"));
   for (const std::string& name : files) {
@@ -384,6 +370,13 @@ Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& s
   return Status::Corruption(fmt::format("state {}: no checkpoint could be restored", db_path));
 }
 
+Result<streaming::BatchRecord> QueryRecord(const v1::QueryState& q) {
+  if (q.has_batch()) return streaming::FromProto(q.batch());
+  const std::map<std::string, std::string> positions(q.positions().begin(), q.positions().end());
+  const std::map<std::string, std::string> metadata(q.metadata().begin(), q.metadata().end());
+  return streaming::FromFormat1(BatchId(q.batch_id()), positions, metadata);
+}
+
 uint64_t ManifestBytes(const v1::Manifest& manifest) {
   uint64_t bytes = 0;
   for (const auto& f : manifest.files()) bytes += f.size();
@@ -404,9 +397,13 @@ std::string ManifestText(const v1::Manifest& m) {
         "  query {}\n    batch {} (batch time {})\n    watermark {}\n    definition {}\n", q.name(),
         q.batch_id(), time(q.batch_time_unix_ms()), time(q.watermark_ms()),
         q.definition_fingerprint().empty() ? "-" : q.definition_fingerprint());
-    std::map<std::string, std::string> positions(q.positions().begin(), q.positions().end());
-    for (const auto& [source, position] : positions) {
-      out += fmt::format("    position {} = {}\n", source, position);
+    auto record = QueryRecord(q);
+    if (!record.ok()) {
+      out += fmt::format("    positions unreadable: {}\n", record.status().message());
+      continue;
+    }
+    for (const auto& [input, position] : record->positions) {
+      out += fmt::format("    position {} = {}\n", input, streaming::PositionText(position));
     }
   }
   return out;

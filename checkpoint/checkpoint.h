@@ -91,6 +91,9 @@ Result<std::unique_ptr<state::RocksDbStateStore>> OpenState(const std::string& s
 // The bytes of a checkpoint's files, from its manifest.
 uint64_t ManifestBytes(const v1::Manifest& manifest);
 
+// A query's batch record in a manifest (one written before typed records is migrated).
+Result<streaming::BatchRecord> QueryRecord(const v1::QueryState& query);
+
 // Human text and JSON renderings of a manifest (for `runnel checkpoint`).
 std::string ManifestText(const v1::Manifest& manifest);
 std::string ManifestJson(const v1::Manifest& manifest);

@@ -41,15 +41,51 @@ std::string_view StatusCodeName(StatusCode code) {
   return "Unknown";
 }
 
+std::string_view RetryScopeName(RetryScope scope) {
+  switch (scope) {
+    case RetryScope::kNone:
+      return "none";
+    case RetryScope::kTask:
+      return "task";
+    case RetryScope::kStage:
+      return "stage";
+    case RetryScope::kBatch:
+      return "batch";
+    case RetryScope::kReplan:
+      return "replan";
+  }
+  return "unknown";
+}
+
+RetryScope DefaultRetryScope(StatusCode code) {
+  switch (code) {
+    case StatusCode::kUnavailable:
+    case StatusCode::kDeadlineExceeded:
+    case StatusCode::kResourceExhausted:
+      return RetryScope::kBatch;
+    default:
+      return RetryScope::kNone;
+  }
+}
+
 Status::Status(StatusCode code, std::string_view msg) {
   if (code != StatusCode::kOk) {
-    state_ = std::make_shared<const State>(State{code, std::string(msg)});
+    state_ = std::make_shared<const State>(State{code, std::string(msg), DefaultRetryScope(code)});
   }
+}
+
+RetryScope Status::retry() const { return state_ ? state_->retry : RetryScope::kNone; }
+
+Status Status::WithRetry(RetryScope scope) const {
+  if (ok() || state_->retry == scope) return *this;
+  Status out;
+  out.state_ = std::make_shared<const State>(State{state_->code, state_->msg, scope});
+  return out;
 }
 
 Status Status::FromErrno(std::string_view what, int err) {
   const std::string msg = fmt::format("{}: {}", what, std::strerror(err));
-  // A full disk or a failing device may recover: callers retry these (see IsTransient).
+  // A full disk or a failing device may recover: batches retry these (RetryScope::kBatch).
   if (err == ENOSPC || err == EDQUOT) return ResourceExhausted(msg);
   if (err == EIO) return Unavailable(msg);
   return IOError(msg);
@@ -67,7 +103,10 @@ std::string Status::ToString() const {
 
 Status Status::WithContext(std::string_view context) const {
   if (ok()) return *this;
-  return Status(code(), fmt::format("{}: {}", context, message()));
+  Status out;
+  out.state_ = std::make_shared<const State>(
+      State{state_->code, fmt::format("{}: {}", context, state_->msg), state_->retry});
+  return out;
 }
 
 std::ostream& operator<<(std::ostream& os, const Status& status) { return os << status.ToString(); }

@@ -1,6 +1,8 @@
 // Status: the outcome of a fallible call. Runnel does not use exceptions across module
 // boundaries; library errors (librdkafka, RocksDB, yaml-cpp, Beast, protobuf) are converted
-// to a Status where they enter Runnel.
+// to a Status where they enter Runnel, and that is also where their retry meaning (a
+// RetryScope) is decided. The engine's scheduler and the streaming context read the scope;
+// nothing recognises an error by its message (docs/batch-protocol.md).
 //
 // Thread safety: a Status is an immutable value; distinct objects may be used from any thread.
 #pragma once
@@ -32,6 +34,26 @@ enum class StatusCode : uint8_t {
 
 std::string_view StatusCodeName(StatusCode code);
 
+// What running something again can do about a failure. The narrowest scope that can help:
+// each layer retries its own scope and passes the others up.
+enum class RetryScope : uint8_t {
+  kNone,    // no retry helps: the input, the config, the data on disk or the code is wrong
+  kTask,    // the task may succeed when run again (a user function threw); the scheduler
+            // retries it after a pause, up to the engine's max_task_attempts
+  kStage,   // a shuffle output the task reads is gone: the scheduler recomputes it from its
+            // lineage and runs the task again
+  kBatch,   // a resource may come back (the broker, the disk): the streaming context abandons
+            // the batch and runs it again after a growing pause
+  kReplan,  // the batch's input plan no longer holds (its offsets left the log): the
+            // streaming context abandons the batch and plans it again at once
+};
+
+std::string_view RetryScopeName(RetryScope scope);
+
+// The scope of an error created without one: kBatch for Unavailable, DeadlineExceeded and
+// ResourceExhausted (something outside may come back), kNone for every other code.
+RetryScope DefaultRetryScope(StatusCode code);
+
 class [[nodiscard]] Status {
  public:
   // An OK status. Cheap: holds no allocation.
@@ -60,7 +82,9 @@ class [[nodiscard]] Status {
   static Status NotImplemented(std::string_view msg) { return {StatusCode::kNotImplemented, msg}; }
   static Status Internal(std::string_view msg) { return {StatusCode::kInternal, msg}; }
 
-  // errno-style failure of a system call: "<what>: <strerror(err)>", as an IOError.
+  // errno-style failure of a system call: "<what>: <strerror(err)>". ENOSPC and EDQUOT are
+  // ResourceExhausted and EIO Unavailable (a disk may recover: retry the batch); others are
+  // IOError (no retry).
   static Status FromErrno(std::string_view what, int err);
 
   bool ok() const { return state_ == nullptr; }
@@ -70,7 +94,12 @@ class [[nodiscard]] Status {
   // "OK" or "<CodeName>: <message>".
   std::string ToString() const;
 
-  // The same code with "<context>: " put before the message; OK stays OK.
+  // What a retry can do about this error (see RetryScope); kNone for OK.
+  RetryScope retry() const;
+  // The same error with the given retry scope; OK stays OK.
+  Status WithRetry(RetryScope scope) const;
+
+  // The same code and retry scope with "<context>: " put before the message; OK stays OK.
   Status WithContext(std::string_view context) const;
 
   // Marks a status as deliberately ignored. Greppable; use sparingly and say why.
@@ -86,6 +115,7 @@ class [[nodiscard]] Status {
   struct State {
     StatusCode code;
     std::string msg;
+    RetryScope retry;
   };
   // Shared and immutable: copying a Status never allocates.
   std::shared_ptr<const State> state_;

@@ -5,6 +5,7 @@
 #include <exception>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -14,27 +15,25 @@
 namespace runnel::engine {
 namespace {
 
-constexpr std::string_view kFetchFailedTag = "[fetch-failed]";
 constexpr int kMaxStageAttempts = 4;
+// A task that failed with RetryScope::kTask runs again after this pause, doubled per attempt.
+constexpr std::chrono::milliseconds kTaskRetryPause{20};
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-bool IsFetchFailure(const Status& st) {
-  return st.code() == StatusCode::kUnavailable && st.message().starts_with(kFetchFailedTag);
-}
-
-// Runs one attempt, turning exceptions from user functions into a Status.
+// Runs one attempt, turning exceptions from user functions into a Status (RetryScope::kTask:
+// Spark's rule, a task may fail for reasons its next attempt does not meet).
 Status RunAttempt(const std::function<Status(int, TaskContext&)>& work, int partition,
                   TaskContext& tc) {
   TaskContext::Scope scope(&tc);
   try {
     return work(partition, tc);
   } catch (const std::exception& e) {
-    return Status::Internal(fmt::format("task threw: {}", e.what()));
+    return Status::Internal(fmt::format("task threw: {}", e.what())).WithRetry(RetryScope::kTask);
   } catch (...) {
-    return Status::Internal("task threw a non-standard exception");
+    return Status::Internal("task threw a non-standard exception").WithRetry(RetryScope::kTask);
   }
 }
 
@@ -48,9 +47,9 @@ void AddTaskMetrics(TaskMetrics* total, const TaskMetrics& m) {
 }  // namespace
 
 Status FetchFailure(TaskContext& tc, int shuffle_id, int map_partition) {
-  return Status::Unavailable(fmt::format("{} shuffle {} map output {} is missing (stage {})",
-                                         kFetchFailedTag, shuffle_id, map_partition,
-                                         tc.stage_id()));
+  return Status::Unavailable(fmt::format("shuffle {} map output {} is missing (stage {})",
+                                         shuffle_id, map_partition, tc.stage_id()))
+      .WithRetry(RetryScope::kStage);
 }
 
 std::vector<std::shared_ptr<ShuffleDependencyBase>> ParentShuffles(const RddNodeBase& rdd) {
@@ -141,6 +140,7 @@ Status DagScheduler::RunStage(const RddNodeBase& rdd, bool shuffle_map,
   for (int partition : partitions) {
     tasks.push_back([&, partition] {
       for (int attempt = 0; attempt < max_task_attempts_; ++attempt) {
+        if (attempt > 0) std::this_thread::sleep_for(kTaskRetryPause * (1 << (attempt - 1)));
         TaskContext tc(context_, stage.stage_id, partition, attempt);
         Status st = RunAttempt(work, partition, tc);
         std::lock_guard lock(mu);
@@ -150,17 +150,26 @@ Status DagScheduler::RunStage(const RddNodeBase& rdd, bool shuffle_map,
           AddTaskMetrics(&stage.totals, tc.metrics());
           return;
         }
-        if (IsFetchFailure(st)) {
+        if (st.retry() == RetryScope::kStage) {
           fetch_failed->push_back(partition);
           return;
         }
         ++stage.failed_attempts;
-        Logger("engine")->warn("stage {} task {} attempt {} failed: {}", stage.stage_id, partition,
-                               attempt, st.ToString());
-        if (attempt + 1 == max_task_attempts_ && first_error.ok()) {
-          first_error = st.WithContext(fmt::format("stage {} task {} failed {} times",
-                                                   stage.stage_id, partition, max_task_attempts_));
+        Logger("engine")->warn("stage {} task {} attempt {} failed (retry: {}): {}", stage.stage_id,
+                               partition, attempt, RetryScopeName(st.retry()), st.ToString());
+        // Only a task-scoped failure is worth another attempt here; the others are for the
+        // caller (a batch retry, a new plan) or for nobody.
+        const bool last = st.retry() != RetryScope::kTask || attempt + 1 == max_task_attempts_;
+        if (!last) continue;
+        if (first_error.ok()) {
+          first_error =
+              st.retry() == RetryScope::kTask
+                  ? st.WithContext(fmt::format("stage {} task {} failed {} times", stage.stage_id,
+                                               partition, max_task_attempts_))
+                        .WithRetry(RetryScope::kNone)
+                  : st.WithContext(fmt::format("stage {} task {}", stage.stage_id, partition));
         }
+        return;
       }
     });
   }

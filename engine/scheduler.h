@@ -57,8 +57,10 @@ class DagScheduler {
   Status EnsureShuffle(ShuffleDependencyBase& dep, JobMetrics* job);
   Status EnsureParents(const RddNodeBase& rdd, JobMetrics* job);
 
-  // Runs `work` once per partition with retries; `fetch_failed` gets the partitions whose
-  // last attempt found a shuffle output missing. Other failures end the stage with an error.
+  // Runs `work` once per partition; a task that fails with RetryScope::kTask runs again after
+  // a pause, up to max_task_attempts. `fetch_failed` gets the partitions whose attempt found a
+  // shuffle output missing (kStage). Other failures end the stage with the first error, its
+  // scope kept for the caller (a task that failed every attempt: kNone).
   Status RunStage(const RddNodeBase& rdd, bool shuffle_map, const std::vector<int>& partitions,
                   const std::function<Status(int, TaskContext&)>& work,
                   std::vector<int>* fetch_failed, JobMetrics* job);
@@ -71,7 +73,8 @@ class DagScheduler {
 // stages of the stage `rdd` belongs to.
 std::vector<std::shared_ptr<ShuffleDependencyBase>> ParentShuffles(const RddNodeBase& rdd);
 
-// Marks, inside a task, that a shuffle map output was missing: the scheduler recomputes it.
+// Marks, inside a task, that a shuffle map output was missing (RetryScope::kStage): the
+// scheduler recomputes it from its lineage and runs the task again.
 Status FetchFailure(TaskContext& tc, int shuffle_id, int map_partition);
 
 }  // namespace runnel::engine

@@ -85,17 +85,17 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
   rq->config = &qc;
   ASSIGN_OR_RETURN(rq->query, streaming::AggregationQuery::Make(qc.aggregation, store));
   ASSIGN_OR_RETURN(streaming::CommittedBatch next, rq->query->Recover());
-  const bool has_batches = next.batch_id.value() > 0;  // the state holds batches of its own
+  const bool has_batches = next.record.batch_id.value() > 0;  // the state holds batches of its own
   rq->ssc = std::make_unique<streaming::StreamingContext>(
       engine, streaming::StreamingOptions{.batch_interval = Millis(qc.batch_interval_ms),
-                                          .first_batch_id = next.batch_id});
+                                          .first_batch_id = next.record.batch_id});
   if (source.type == "file") {
     ASSIGN_OR_RETURN(
         auto file, sources::FileSource::Make(rq->ssc.get(),
                                              {.path = source.path,
                                               .max_records_per_batch = source.max_records_per_batch,
                                               .name = source.name}));
-    RETURN_NOT_OK(file->Restore(next.positions));
+    RETURN_NOT_OK(file->Restore(next.record.positions));
     rq->input = file.get();
     rq->stream.emplace(file);
   } else {
@@ -112,7 +112,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                                       .librdkafka = source.librdkafka,
                                       .timeout_ms = static_cast<int>(source.request_timeout_ms),
                                       .rate_control = RateControl(source)}));
-    RETURN_NOT_OK(kafka->Restore(next.positions, /*use_group_offsets=*/!next.reset));
+    RETURN_NOT_OK(kafka->Restore(next.record.positions, /*use_group_offsets=*/!next.reset));
     rq->input = kafka.get();
     rq->kafka = kafka.get();
     rq->ssc->AddListener(kafka.get());  // rate control learns from each batch
@@ -162,7 +162,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
         return dead->Write(batch, lines);
       });
   Logger("service")->info("query {} recovered: next batch {}, {} source positions", name,
-                          next.batch_id, next.positions.size());
+                          next.record.batch_id, next.record.positions.size());
   return Status::OK();
 }
 
@@ -226,9 +226,9 @@ int RunService(const Config& config, const RunOptions& options) {
     for (const checkpoint::v1::QueryState& q : manifest.queries()) {
       for (RunningQuery& rq : queries) {
         if (rq.kafka == nullptr || rq.config->aggregation.name != q.name()) continue;
-        const std::map<std::string, std::string> positions(q.positions().begin(),
-                                                           q.positions().end());
-        if (Status st = rq.kafka->CommitToGroup(positions); !st.ok()) {
+        auto record = checkpoint::QueryRecord(q);
+        Status st = record.ok() ? rq.kafka->CommitToGroup(record->positions) : record.status();
+        if (!st.ok()) {
           log->warn("query {}: {}", q.name(), st.ToString());
         }
       }

@@ -80,34 +80,33 @@ Result<std::shared_ptr<FileSource>> FileSource::Make(streaming::StreamingContext
 
 FileSource::FileSource(streaming::StreamingContext* ssc, FileSourceOptions options,
                        std::vector<std::string> files)
-    : DStreamNode<std::string>(ssc, ssc->batch_interval(), {}),
+    : PlannedInput(ssc, std::vector<LinePosition>(files.size())),
       options_(std::move(options)),
-      files_(std::move(files)),
-      positions_(files_.size()) {}
+      files_(std::move(files)) {}
 
-Status FileSource::Restore(const std::map<std::string, std::string>& positions) {
-  std::lock_guard lock(mu_);
+Status FileSource::Restore(const streaming::SourcePositions& positions) {
+  std::vector<LinePosition> restored = position();
   for (size_t i = 0; i < files_.size(); ++i) {
     auto it = positions.find("file:" + files_[i]);
     if (it == positions.end()) continue;
-    FilePosition p;
-    if (std::sscanf(it->second.c_str(), "%ld %ld", &p.byte, &p.line) != 2 || p.byte < 0) {
+    const streaming::SourcePosition& p = it->second;
+    if (!p.has_file() || p.file().byte() < 0) {
       return Status::Corruption(
-          fmt::format("bad committed position {} for {}", it->second, files_[i]));
+          fmt::format("bad committed position {} for {}", streaming::PositionText(p), files_[i]));
     }
-    positions_[i] = p;
+    restored[i] = {p.file().byte(), p.file().line()};
   }
+  SetPosition(std::move(restored));
   return Status::OK();
 }
 
-Status FileSource::Plan(streaming::BatchInfo* info) {
-  std::lock_guard lock(mu_);
-  before_last_plan_ = {info->progress.batch_time.value(), positions_};
+Result<FileSource::Planned> FileSource::PlanFrom(streaming::BatchInfo* info,
+                                                 const std::vector<LinePosition>& from) {
+  Planned planned{{}, from};
   int64_t budget = options_.max_records_per_batch;
-  std::vector<engine::Split> ranges;
   const int chunks = std::max(1, 2 * this->ssc().engine().options().workers);
   for (size_t i = 0; i < files_.size() && budget > 0; ++i) {
-    FilePosition& pos = positions_[i];
+    LinePosition& pos = planned.next[i];
     ASSIGN_OR_RETURN(auto scanned, ScanLines(files_[i], pos.byte, budget));
     const auto [end, lines] = scanned;
     if (lines == 0) continue;
@@ -118,54 +117,36 @@ Status FileSource::Plan(streaming::BatchInfo* info) {
     const int64_t size = end - pos.byte;
     const int64_t parts = std::clamp<int64_t>(size / (256 << 10), 1, chunks);
     for (int64_t c = 0; c < parts; ++c) {
-      ranges.push_back({files_[i], pos.byte + size * c / parts, pos.byte + size * (c + 1) / parts});
+      planned.plan.push_back(
+          {files_[i], pos.byte + size * c / parts, pos.byte + size * (c + 1) / parts});
     }
     budget -= lines;
     info->progress.records_in += lines;
     pos.byte = end;
     pos.line += lines;
   }
-  exhausted_ = ranges.empty();
+  exhausted_ = planned.plan.empty();
   for (size_t i = 0; i < files_.size(); ++i) {
-    info->positions["file:" + files_[i]] =
-        fmt::format("{} {}", positions_[i].byte, positions_[i].line);
+    streaming::v1::FilePosition* p = info->positions["file:" + files_[i]].mutable_file();
+    p->set_byte(planned.next[i].byte);
+    p->set_line(planned.next[i].line);
   }
-  planned_[info->progress.batch_time.value()] = std::move(ranges);
-  return Status::OK();
-}
-
-void FileSource::Abandon(BatchTime t) {
-  std::lock_guard lock(mu_);
-  if (before_last_plan_.first != t.value()) return;
-  positions_ = before_last_plan_.second;
-  planned_.erase(t.value());
-  exhausted_ = false;
+  return planned;
 }
 
 bool FileSource::HasPendingData() const {
-  std::lock_guard lock(mu_);
+  const std::vector<LinePosition> at = position();
   for (size_t i = 0; i < files_.size(); ++i) {
     std::error_code ec;
     const auto size = std::filesystem::file_size(files_[i], ec);
-    if (!ec && static_cast<int64_t>(size) > positions_[i].byte) return true;
+    if (!ec && static_cast<int64_t>(size) > at[i].byte) return true;
   }
   return false;
 }
 
-bool FileSource::exhausted() const {
-  std::lock_guard lock(mu_);
-  return exhausted_;
-}
-
-Result<std::optional<engine::Rdd<std::string>>> FileSource::Compute(BatchTime t) {
-  std::vector<engine::Split> ranges;
-  {
-    std::lock_guard lock(mu_);
-    auto it = planned_.find(t.value());
-    if (it != planned_.end()) ranges = it->second;
-    planned_.erase(planned_.begin(), planned_.upper_bound(t.value()));
-  }
-  return std::optional(this->ssc().engine().TextRanges(std::move(ranges), options_.name));
+Result<std::optional<engine::Rdd<std::string>>> FileSource::Read(
+    const std::vector<engine::Split>& plan) {
+  return std::optional(this->ssc().engine().TextRanges(plan, options_.name));
 }
 
 }  // namespace runnel::sources

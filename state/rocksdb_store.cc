@@ -30,14 +30,15 @@ std::string NewIncarnationId() {
   for (int i = 0; i < 4; ++i) out += fmt::format("{:08x}", static_cast<uint32_t>(random()));
   return out;
 }
-constexpr uint32_t kBatchFormatVersion = 1;  // BatchRecord.format_version
+// BatchRecord.format_version: 2 holds the typed record (field 5); 1, written before typed
+// records, held positions and metadata as text (fields 3 and 4) and is read by migrating it.
+constexpr uint32_t kBatchFormatVersion = 2;
 
-std::string EncodeCommitted(const streaming::CommittedBatch& b) {
+std::string EncodeCommitted(const streaming::BatchRecord& b) {
   v1::BatchRecord record;
   record.set_format_version(kBatchFormatVersion);
   record.set_batch_id(b.batch_id.value());
-  record.mutable_positions()->insert(b.positions.begin(), b.positions.end());
-  record.mutable_metadata()->insert(b.metadata.begin(), b.metadata.end());
+  *record.mutable_record() = streaming::ToProto(b);
   std::string out;
   // Deterministic: the same record is always the same bytes.
   google::protobuf::io::StringOutputStream stream(&out);
@@ -52,23 +53,29 @@ Result<streaming::CommittedBatch> DecodeCommitted(std::string_view in) {
   if (!record.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
     return Status::Corruption("committed batch record: malformed");
   }
-  if (record.format_version() != kBatchFormatVersion) {
-    return Status::Corruption(
-        fmt::format("committed batch record: unknown format version {}", record.format_version()));
-  }
   streaming::CommittedBatch b;
-  b.batch_id = BatchId(record.batch_id());
-  b.positions.insert(record.positions().begin(), record.positions().end());
-  b.metadata.insert(record.metadata().begin(), record.metadata().end());
-  return b;
-}
-
-int64_t ExpireBefore(const streaming::CommittedBatch& b) {
-  auto it = b.metadata.find(streaming::kExpireBeforeKey);
-  int64_t v = INT64_MIN;
-  if (it != b.metadata.end())
-    std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-  return v;
+  switch (record.format_version()) {
+    case 1: {
+      const std::map<std::string, std::string> positions(record.positions().begin(),
+                                                         record.positions().end());
+      const std::map<std::string, std::string> metadata(record.metadata().begin(),
+                                                        record.metadata().end());
+      ASSIGN_OR_RETURN(b.record,
+                       streaming::FromFormat1(BatchId(record.batch_id()), positions, metadata));
+      return b;
+    }
+    case kBatchFormatVersion:
+      b.record = streaming::FromProto(record.record());
+      if (b.record.batch_id.value() != record.batch_id()) {
+        return Status::Corruption(fmt::format("committed batch record: batch id {} and {}",
+                                              record.batch_id(), b.record.batch_id));
+      }
+      return b;
+    default:
+      return Status::Corruption(fmt::format(
+          "committed batch record: unknown format version {} (written by a newer runnel?)",
+          record.format_version()));
+  }
 }
 
 // The time at the end of a state key: 8 big-endian bytes with the sign bit flipped.
@@ -137,13 +144,16 @@ class RocksDbStateStore::RetentionFilterFactory final : public rocksdb::Compacti
   std::map<uint32_t, int64_t> cutoffs_;  // guarded by mu_
 };
 
-Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+Status FromRocks(const rocksdb::Status& s, std::string_view what, bool store_recovers) {
   if (s.ok()) return Status::OK();
   const std::string msg = fmt::format("{}: {}", what, s.ToString());
   if (s.IsNotFound()) return Status::NotFound(msg);
   if (s.IsCorruption()) return Status::Corruption(msg);
-  if (s.IsNoSpace()) return Status::ResourceExhausted(msg);  // a full disk: worth retrying
-  if (s.IsIOError()) return Status::IOError(msg);
+  if (s.IsNoSpace()) return Status::ResourceExhausted(msg);
+  if (s.IsIOError()) {
+    return store_recovers ? Status::IOError(msg).WithRetry(RetryScope::kBatch)
+                          : Status::IOError(msg);
+  }
   if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
   if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return Status::Unavailable(msg);
   return Status::Internal(msg);
@@ -312,7 +322,7 @@ Status RocksDbStateStore::LoadIncarnation() {
 Status RocksDbStateStore::LoadRetention() {
   ASSIGN_OR_RETURN(auto all, AllCommitted());
   for (const auto& [ns, batch] : all) {
-    const int64_t cutoff = ExpireBefore(batch);
+    const int64_t cutoff = batch.record.expire_before_ms;
     if (cutoff == INT64_MIN) continue;
     ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
     if (cf != nullptr) retention_->Set(cf->GetID(), cutoff);
@@ -370,17 +380,13 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   RETURN_NOT_OK(LockDb(db_lock));
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(commit.ns, true));
   ASSIGN_OR_RETURN(std::optional<streaming::CommittedBatch> last, LastCommittedLocked(commit.ns));
-  if (last && commit.batch_id.value() <= last->batch_id.value()) {
+  if (last && commit.record.batch_id.value() <= last->record.batch_id.value()) {
     return Status::FailedPrecondition(fmt::format("{}: commit of batch {} after batch {}",
-                                                  commit.ns, commit.batch_id, last->batch_id));
+                                                  commit.ns, commit.record.batch_id,
+                                                  last->record.batch_id));
   }
-  streaming::CommittedBatch next = last.value_or(streaming::CommittedBatch{});
-  next.batch_id = commit.batch_id;
-  for (const auto& [k, v] : commit.positions) next.positions[k] = v;
-  for (const auto& [k, v] : commit.metadata) next.metadata[k] = v;
-  if (commit.expire_before_ms != INT64_MIN) {
-    next.metadata[streaming::kExpireBeforeKey] = std::to_string(commit.expire_before_ms);
-  }
+  const streaming::BatchRecord next =
+      streaming::MergeRecord(last ? &last->record : nullptr, commit.record);
 
   rocksdb::WriteBatch batch;
   for (const auto& [k, v] : commit.puts) RETURN_NOT_OK(FromRocks(batch.Put(cf, k, v), "batch put"));
@@ -395,15 +401,13 @@ Status RocksDbStateStore::Commit(const streaming::BatchCommit& commit) {
   if (rocksdb::Status w = db_->Write(write, &batch); !w.ok()) {
     // Nothing of the batch is visible (the write is atomic): a retry redoes it all.
     write_failed_ = true;
-    // A failed commit write is retried after the store reopens the database (Recover), so
-    // an I/O error here is transient; everything else converts as anywhere.
-    if (w.IsIOError() && !w.IsNoSpace()) {
-      return Status::Unavailable(fmt::format("commit {}: {}", commit.ns, w.ToString()));
-    }
-    return FromRocks(w, "commit " + commit.ns);
+    // A failed commit write is retried after the store reopens the database (Recover).
+    return FromRocks(w, "commit " + commit.ns, /*store_recovers=*/true);
   }
   CrashPoint("after_state_commit");
-  if (commit.expire_before_ms != INT64_MIN) retention_->Set(cf->GetID(), commit.expire_before_ms);
+  if (commit.record.expire_before_ms != INT64_MIN) {
+    retention_->Set(cf->GetID(), commit.record.expire_before_ms);
+  }
   return Status::OK();
 }
 
@@ -460,9 +464,9 @@ Status RocksDbStateStore::Reset(const std::string& ns) {
   RETURN_NOT_OK(FromRocks(it->status(), "scan " + ns));
   const std::string key = kBatchKeyPrefix + ns;
   if (last) {
-    RETURN_NOT_OK(FromRocks(
-        batch.Put(db_->DefaultColumnFamily(), key, EncodeCommitted({last->batch_id, {}, {}})),
-        "batch put"));
+    RETURN_NOT_OK(FromRocks(batch.Put(db_->DefaultColumnFamily(), key,
+                                      EncodeCommitted({.batch_id = last->record.batch_id})),
+                            "batch put"));
   }
   rocksdb::WriteOptions write;
   write.sync = true;

@@ -128,7 +128,10 @@ class RocksDbStateStore final : public streaming::StateStore {
   std::string incarnation_;  // set at open, then constant
 };
 
-// Converts a RocksDB status at the module edge.
-Status FromRocks(const rocksdb::Status& s, std::string_view what);
+// Converts a RocksDB status at the module edge, deciding its retry scope: a full disk may drain
+// (RetryScope::kBatch); another I/O error is kBatch only for a write the store recovers from
+// by reopening the database (`store_recovers`, see Recover), and no retry elsewhere (open,
+// checkpoint); corruption never retries.
+Status FromRocks(const rocksdb::Status& s, std::string_view what, bool store_recovers = false);
 
 }  // namespace runnel::state

@@ -135,11 +135,11 @@ std::string AggregationQuery::DefinitionText(const AggregationOptions& o) {
 
 Result<CommittedBatch> AggregationQuery::Recover() {
   ASSIGN_OR_RETURN(std::optional<CommittedBatch> last, store_->LastCommitted(options_->name));
-  if (!last) return CommittedBatch{BatchId(0), {}, {}};
-  if (auto stored = last->metadata.find(kFingerprintKey);
-      stored != last->metadata.end() && stored->second != Fingerprint()) {
-    const std::string was = last->metadata.count(kDefinitionKey) ? last->metadata[kDefinitionKey]
-                                                                 : "fingerprint " + stored->second;
+  if (!last) return CommittedBatch{};
+  if (const std::string& stored = last->record.definition_fingerprint;
+      !stored.empty() && stored != Fingerprint()) {
+    const std::string was =
+        last->record.definition.empty() ? "fingerprint " + stored : last->record.definition;
     if (!options_->reset_on_definition_change) {
       return Status::FailedPrecondition(fmt::format(
           "query {}: its definition changed since its state was written (state: {}; config: "
@@ -153,24 +153,17 @@ Result<CommittedBatch> AggregationQuery::Recover() {
         options_->name, was, Definition());
     RETURN_NOT_OK(store_->Reset(options_->name));
     ASSIGN_OR_RETURN(last, store_->LastCommitted(options_->name));
-    if (!last) return CommittedBatch{BatchId(0), {}, {}, /*reset=*/true};
+    if (!last) return CommittedBatch{.reset = true};
     last->reset = true;
   }
-  auto read = [&](const char* name) -> EventTimeMs {
-    auto it = last->metadata.find(name);
-    int64_t v = Watermark::kNone;
-    if (it != last->metadata.end())
-      std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-    return v;
-  };
   {
     std::lock_guard lock(mu_);
-    watermark_.Restore(read("watermark"), read("max_event_time"));
+    watermark_.Restore(last->record.watermark_ms, last->record.max_event_time_ms);
   }
   CommittedBatch next = *last;
-  next.batch_id = BatchId(last->batch_id.value() + 1);
+  next.record.batch_id = BatchId(last->record.batch_id.value() + 1);
   std::lock_guard lock(mu_);
-  committed_positions_ = next.positions;
+  committed_positions_ = next.record.positions;
   return next;
 }
 
@@ -272,8 +265,10 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   // Merge the batch's partials into state.
   BatchCommit commit;
   commit.ns = opts->name;
-  commit.batch_id = batch_id;
-  commit.positions = info->positions;
+  BatchRecord& record = commit.record;
+  record.batch_id = batch_id;
+  record.batch_time = info->progress.batch_time;
+  record.positions = info->positions;
   std::map<std::string, AggRow> merged;
   for (auto& [key, partial] : changed) {
     ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(opts->name, key));
@@ -315,19 +310,18 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
       out.push_back(FormatRecord(k, row));
     }
   }
-  commit.metadata["watermark"] = std::to_string(next_watermark.current());
-  commit.metadata["max_event_time"] = std::to_string(next_watermark.max_event_time());
-  commit.metadata["batch_time"] = std::to_string(info->progress.batch_time.value());
-  commit.metadata[kFingerprintKey] = fingerprint_;
-  commit.metadata[kDefinitionKey] = definition_;
-  commit.expire_before_ms = ExpireBefore(next_watermark.current());
+  record.watermark_ms = next_watermark.current();
+  record.max_event_time_ms = next_watermark.max_event_time();
+  record.definition_fingerprint = fingerprint_;
+  record.definition = definition_;
+  record.expire_before_ms = ExpireBefore(next_watermark.current());
 
   bool moved = next_watermark.current() != watermark_now || records.value() > 0;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [source, position] : commit.positions) {
-      auto it = committed_positions_.find(source);
-      moved = moved || it == committed_positions_.end() || it->second != position;
+    for (const auto& [input, position] : record.positions) {
+      auto it = committed_positions_.find(input);
+      moved = moved || it == committed_positions_.end() || !SamePosition(it->second, position);
     }
   }
   if (moved) {
@@ -339,7 +333,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   }
 
   std::lock_guard lock(mu_);
-  for (const auto& [source, position] : commit.positions) committed_positions_[source] = position;
+  for (const auto& [input, position] : record.positions) committed_positions_[input] = position;
   watermark_ = next_watermark;
   counters_.records += records.value();
   counters_.late += late.value();

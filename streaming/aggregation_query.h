@@ -32,10 +32,6 @@ namespace runnel::streaming {
 
 enum class OutputMode { kUpdate, kFinal };
 
-// Metadata keys the query commits with every batch (besides watermark, max_event_time and
-// batch_time).
-inline constexpr char kFingerprintKey[] = "definition_fingerprint";
-inline constexpr char kDefinitionKey[] = "definition";
 enum class OnInvalid { kFail, kSkip, kDeadLetter };
 
 // One condition of a query's `where:` (all must hold). A record whose field is missing or not
@@ -156,7 +152,7 @@ class AggregationQuery {
   QueryCounters counters_;  // guarded by mu_
   // Source positions as of the last commit: a batch that read nothing, moved no position and
   // left the watermark where it was has nothing to commit (no write, no fsync, no output).
-  std::map<std::string, std::string> committed_positions_;  // guarded by mu_
+  SourcePositions committed_positions_;  // guarded by mu_
 };
 
 // State keys: each group value escaped (0x00 -> 0x00 0xFF) and ended by 0x00 0x01, then the

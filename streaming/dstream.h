@@ -20,6 +20,8 @@
 #include <fmt/format.h>
 
 #include "engine/rdd.h"
+#include "streaming/dstream_node.h"
+#include "streaming/planned_input.h"
 #include "streaming/state_store.h"
 #include "streaming/streaming_context.h"
 
@@ -28,138 +30,57 @@ namespace runnel::streaming {
 template <typename T>
 class DStream;
 
-class DStreamNodeBase {
- public:
-  DStreamNodeBase(StreamingContext* ssc, Millis slide, std::vector<DStreamNodeBase*> parents)
-      : ssc_(ssc), slide_(slide), parents_(std::move(parents)) {}
-  virtual ~DStreamNodeBase() = default;
-
-  StreamingContext& ssc() const { return *ssc_; }
-  Millis slide() const { return slide_; }
-
-  // Keep generated RDDs at least `d` back (a window downstream needs them), and make the
-  // parents keep what that window's inputs need.
-  void RememberAtLeast(Millis d) {
-    if (d > remember_) remember_ = d;
-    for (auto* p : parents_) p->RememberAtLeast(remember_);
-  }
-  Millis remember() const { return remember_; }
-
- protected:
-  // A batch time at which this stream produces an RDD: a whole number of slides after zero.
-  bool IsSlideTime(BatchTime t) const {
-    const int64_t since_zero = t.value() - ssc_->zero_time().time_since_epoch().count();
-    return since_zero >= 0 && since_zero % slide_.count() == 0;
-  }
-
- private:
-  StreamingContext* const ssc_;
-  const Millis slide_;
-  const std::vector<DStreamNodeBase*> parents_;
-  Millis remember_{0};
-};
-
-// A node registers with its context while it lives (a stream built and then discarded is
-// unregistered, never called again); it must not outlive the context.
-template <typename T>
-class DStreamNode : public DStreamNodeBase, public StreamNodeHooks {
- public:
-  DStreamNode(StreamingContext* ssc, Millis slide, std::vector<DStreamNodeBase*> parents)
-      : DStreamNodeBase(ssc, slide, std::move(parents)), registration_(ssc->AddNode(this)) {}
-
-  // The RDD of batch time t (memoized); nullopt when t is not one of this stream's slides.
-  Result<std::optional<engine::Rdd<T>>> GetOrCompute(BatchTime t) {
-    std::lock_guard lock(mu_);
-    if (auto it = generated_.find(t.value()); it != generated_.end()) return it->second;
-    if (!IsSlideTime(t)) return std::optional<engine::Rdd<T>>();
-    ASSIGN_OR_RETURN(std::optional<engine::Rdd<T>> rdd, Compute(t));
-    generated_.emplace(t.value(), rdd);
-    return rdd;
-  }
-
- protected:
-  virtual Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) = 0;
-  // A node whose hooks use members of its own calls this first in its destructor: the context
-  // stops calling it before those members go.
-  void Unregister() { registration_ = {}; }
-
- private:
-  void ClearOlderThan(BatchTime now) final {
-    std::lock_guard lock(mu_);
-    const int64_t keep_from = now.value() - remember().count();
-    while (!generated_.empty() && generated_.begin()->first < keep_from) {
-      generated_.erase(generated_.begin());
-    }
-  }
-  void Forget(BatchTime t) final {
-    std::lock_guard lock(mu_);
-    generated_.erase(t.value());
-  }
-
-  // Recursive: a node may ask itself for an earlier batch's RDD while computing (the
-  // incremental window reads the previous window).
-  std::recursive_mutex mu_;
-  std::map<int64_t, std::optional<engine::Rdd<T>>> generated_;  // guarded by mu_
-  StreamingContext::Registration registration_;                 // last: unregisters first
-};
-
 // ---- Inputs ----
 
 // A stream whose batches are fixed lists of records: each batch takes the next list (an empty
-// RDD when the queue is empty). For tests and for replaying recorded data.
+// RDD when the queue is empty). For tests and for replaying recorded data. Its position is the
+// number of lists taken; lists are dropped once a batch that took them commits.
 template <typename T>
-class QueueInputNode final : public DStreamNode<T>, public InputStreamBase {
+class QueueInputNode final
+    : public PlannedInput<T, std::shared_ptr<const std::vector<T>>, int64_t> {
+  using Base = PlannedInput<T, std::shared_ptr<const std::vector<T>>, int64_t>;
+
  public:
   QueueInputNode(StreamingContext* ssc, std::deque<std::vector<T>> batches, int partitions)
-      : DStreamNode<T>(ssc, ssc->batch_interval(), {}),
-        queue_(std::move(batches)),
-        partitions_(partitions),
-        registration_(ssc->AddInput(this)) {}
+      : Base(ssc, 0), partitions_(partitions), registration_(ssc->AddInput(this)) {
+    for (auto& b : batches) Push(std::move(b));
+  }
 
   void Push(std::vector<T> batch) {
     std::lock_guard lock(mu_);
-    queue_.push_back(std::move(batch));
-  }
-
-  Status Plan(BatchInfo* info) override {
-    std::lock_guard lock(mu_);
-    std::vector<T> batch;
-    if (!queue_.empty()) {
-      batch = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    info->progress.records_in += static_cast<int64_t>(batch.size());
-    info->progress.input["queue"] = fmt::format("{} records", batch.size());
-    planned_[info->progress.batch_time.value()] =
-        std::make_shared<const std::vector<T>>(std::move(batch));
-    return Status::OK();
-  }
-  // A failed batch's list goes back to the front: the retry plans it again.
-  void Abandon(BatchTime t) override {
-    std::lock_guard lock(mu_);
-    auto it = planned_.find(t.value());
-    if (it == planned_.end()) return;
-    queue_.push_front(*it->second);
-    planned_.erase(it);
+    queue_.push_back(std::make_shared<const std::vector<T>>(std::move(batch)));
   }
 
  protected:
-  Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) override {
-    std::shared_ptr<const std::vector<T>> data;
-    {
-      std::lock_guard lock(mu_);
-      auto it = planned_.find(t.value());
-      data = it == planned_.end() ? std::make_shared<const std::vector<T>>() : it->second;
-      // Earlier plans are done with; t's stays until a later batch computes (Abandon may need it).
-      planned_.erase(planned_.begin(), planned_.lower_bound(t.value()));
+  Result<typename Base::Planned> PlanFrom(BatchInfo* info, const int64_t& from) override {
+    std::lock_guard lock(mu_);
+    const auto index = static_cast<size_t>(from - dropped_);
+    if (index >= queue_.size()) {
+      info->progress.input["queue"] = "0 records";
+      return typename Base::Planned{std::make_shared<const std::vector<T>>(), from};
     }
+    const auto& batch = queue_[index];
+    info->progress.records_in += static_cast<int64_t>(batch->size());
+    info->progress.input["queue"] = fmt::format("{} records", batch->size());
+    return typename Base::Planned{batch, from + 1};
+  }
+  Result<std::optional<engine::Rdd<T>>> Read(
+      const std::shared_ptr<const std::vector<T>>& plan) override {
+    auto data = plan ? plan : std::make_shared<const std::vector<T>>();
     return std::optional(this->ssc().engine().Parallelize(std::move(data), partitions_));
+  }
+  void OnConfirmed(const int64_t& after) override {
+    std::lock_guard lock(mu_);
+    while (dropped_ < after && !queue_.empty()) {
+      queue_.pop_front();
+      ++dropped_;
+    }
   }
 
  private:
   std::mutex mu_;
-  std::deque<std::vector<T>> queue_;                                  // guarded by mu_
-  std::map<int64_t, std::shared_ptr<const std::vector<T>>> planned_;  // guarded by mu_
+  std::deque<std::shared_ptr<const std::vector<T>>> queue_;  // from list `dropped_` on; mu_
+  int64_t dropped_ = 0;                                      // guarded by mu_
   const int partitions_;
   StreamingContext::Registration registration_;  // last: unregisters first
 };
@@ -435,9 +356,9 @@ class StateUpdateNode final : public DStreamNode<std::pair<K, S>> {
     if (it == pending_.end()) return Status::OK();  // not one of this stream's slides
     if (!next_batch_) {
       ASSIGN_OR_RETURN(auto last, store_->LastCommitted(ns_));
-      next_batch_ = last ? last->batch_id.value() + 1 : 0;
+      next_batch_ = last ? last->record.batch_id.value() + 1 : 0;
     }
-    it->second.first.batch_id = BatchId(*next_batch_);
+    it->second.first.record.batch_id = BatchId(*next_batch_);
     RETURN_NOT_OK(store_->Commit(it->second.first));
     ++*next_batch_;
     committed_.emplace(t.value(), std::move(it->second.second));

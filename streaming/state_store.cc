@@ -4,6 +4,15 @@
 
 namespace runnel::streaming {
 
+BatchRecord MergeRecord(const BatchRecord* stored, const BatchRecord& commit) {
+  BatchRecord next = commit;
+  if (stored != nullptr) {
+    for (const auto& [input, position] : stored->positions)
+      next.positions.try_emplace(input, position);
+  }
+  return next;
+}
+
 Result<std::optional<std::string>> InMemoryStateStore::Get(const std::string& ns,
                                                            const std::string& key) {
   std::lock_guard lock(mu_);
@@ -37,21 +46,14 @@ Status InMemoryStateStore::Scan(
 Status InMemoryStateStore::Commit(const BatchCommit& commit) {
   std::lock_guard lock(mu_);
   Namespace& n = namespaces_[commit.ns];
-  if (n.last && commit.batch_id.value() <= n.last->batch_id.value()) {
+  if (n.last && commit.record.batch_id.value() <= n.last->record.batch_id.value()) {
     return Status::FailedPrecondition(fmt::format("{}: commit of batch {} after batch {}",
-                                                  commit.ns, commit.batch_id,
-                                                  n.last ? n.last->batch_id.value() : -1));
+                                                  commit.ns, commit.record.batch_id,
+                                                  n.last->record.batch_id));
   }
   for (const auto& [k, v] : commit.puts) n.data[k] = v;
   for (const auto& k : commit.deletes) n.data.erase(k);
-  CommittedBatch last = n.last.value_or(CommittedBatch{});
-  last.batch_id = commit.batch_id;
-  for (const auto& [k, v] : commit.positions) last.positions[k] = v;
-  for (const auto& [k, v] : commit.metadata) last.metadata[k] = v;
-  if (commit.expire_before_ms != INT64_MIN) {
-    last.metadata[kExpireBeforeKey] = std::to_string(commit.expire_before_ms);
-  }
-  n.last = std::move(last);
+  n.last = CommittedBatch{MergeRecord(n.last ? &n.last->record : nullptr, commit.record)};
   return Status::OK();
 }
 
@@ -67,7 +69,9 @@ Status InMemoryStateStore::Reset(const std::string& ns) {
   auto n = namespaces_.find(ns);
   if (n == namespaces_.end()) return Status::OK();
   n->second.data.clear();
-  if (n->second.last) n->second.last = CommittedBatch{n->second.last->batch_id, {}, {}};
+  if (n->second.last) {
+    n->second.last = CommittedBatch{BatchRecord{.batch_id = n->second.last->record.batch_id}};
+  }
   return Status::OK();
 }
 

@@ -1,6 +1,7 @@
 // StateStore: where stateful streaming operators keep their state between batches, and where a
 // batch commits. A batch's state changes, its source positions and its id are applied in ONE
-// atomic Commit: after a crash, a store holds every change of a batch or none of them.
+// atomic Commit: after a crash, a store holds every change of a batch or none of them. What a
+// batch says about itself is its BatchRecord (streaming/batch_record.h).
 //
 // Keys and values are bytes, grouped in namespaces (one per query). InMemoryStateStore is the
 // implementation for tests and for queries without durability; state/ provides RocksDB.
@@ -19,34 +20,32 @@
 
 #include "common/ids.h"
 #include "common/result.h"
+#include "streaming/batch_record.h"
 
 namespace runnel::streaming {
 
 // Everything one batch of one query changes, applied atomically.
 struct BatchCommit {
   std::string ns;  // the query's namespace
-  BatchId batch_id;
   std::vector<std::pair<std::string, std::string>> puts;
   std::vector<std::string> deletes;
-  // Opaque source positions (e.g. "topic/partition" -> offset), replacing the stored ones.
-  std::map<std::string, std::string> positions;
-  // Opaque query metadata (e.g. the watermark), replacing the stored entries of the same name.
-  std::map<std::string, std::string> metadata;
-  // Retention: keys whose time (their last 8 bytes, see EncodeStateKey) is before this may be
-  // dropped from now on; the store records it as metadata "expire_before".
-  int64_t expire_before_ms = INT64_MIN;
+  // The batch's record: it replaces the stored one, except that its positions are merged into
+  // the stored positions (an input this batch did not plan keeps its last position). Its
+  // expire_before_ms is retention: keys whose time (their last 8 bytes, see EncodeStateKey)
+  // is before it may be dropped from now on.
+  BatchRecord record;
 };
 
-inline constexpr char kExpireBeforeKey[] = "expire_before";
-
 struct CommittedBatch {
-  BatchId batch_id;
-  std::map<std::string, std::string> positions;
-  std::map<std::string, std::string> metadata;
+  BatchRecord record;
   // Recover dropped the state just now (on_definition_change: reset): sources start from
   // their starting offsets, not from offsets published elsewhere (a consumer group's).
   bool reset = false;
 };
+
+// The record a store holds after committing `commit` over `stored` (nullptr: none): the
+// commit's, with the stored positions of inputs it did not plan. Every store applies this.
+BatchRecord MergeRecord(const BatchRecord* stored, const BatchRecord& commit);
 
 class StateStore {
  public:
@@ -62,8 +61,8 @@ class StateStore {
   virtual Status Commit(const BatchCommit& commit) = 0;
   // The last committed batch of `ns`, or nullopt when none was.
   virtual Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) = 0;
-  // Drops every key of `ns` and its positions and metadata; its batch ids go on from the last
-  // committed one (so outputs written under later ids never collide with older ones).
+  // Drops every key of `ns` and its batch record but the batch id; its batch ids go on from
+  // the last committed one (so outputs written under later ids never collide with older ones).
   virtual Status Reset(const std::string& ns) = 0;
   // Whether a commit can be tried now. A store that stopped writing after a disk error tries
   // to resume here and fails (transiently) while it cannot, so a batch fails before it reads

@@ -16,17 +16,6 @@ double Seconds(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
-bool IsTransient(const Status& st) {
-  switch (st.code()) {
-    case StatusCode::kUnavailable:
-    case StatusCode::kDeadlineExceeded:
-    case StatusCode::kResourceExhausted:
-      return true;
-    default:
-      return false;
-  }
-}
-
 StreamingContext::StreamingContext(engine::Context* engine, StreamingOptions options)
     : engine_(engine),
       options_(options),
@@ -152,6 +141,7 @@ Status StreamingContext::RunOne(TimePoint time) {
   std::lock_guard run_lock(run_mu_);
   const BatchTime t(time.time_since_epoch().count());
   Millis backoff = options_.retry_backoff;
+  bool replanned = false;
   for (int attempt = 1;; ++attempt) {
     Status st = Attempt(time);
     if (st.ok()) {
@@ -159,22 +149,32 @@ Status StreamingContext::RunOne(TimePoint time) {
       for (InputStreamBase* input : inputs_) input->Confirm(t);
       return st;
     }
-    if (!options_.retry_transient || !IsTransient(st)) return st;
+    // The batch retries what the batch can help: a resource that may come back (kBatch) and
+    // a plan that no longer holds (kReplan). Task and stage retries happened in the engine.
+    const RetryScope scope = st.retry();
+    if (!options_.retry_transient ||
+        (scope != RetryScope::kBatch && scope != RetryScope::kReplan)) {
+      return st;
+    }
+    // A new plan is tried at once, the first time; a plan that keeps failing waits too.
+    const Millis pause = scope == RetryScope::kReplan && !replanned ? Millis::zero() : backoff;
+    replanned = replanned || scope == RetryScope::kReplan;
     {
       std::lock_guard lock(graph_mu_);
       for (InputStreamBase* input : inputs_) input->Abandon(t);
       for (StreamNodeHooks* node : nodes_) node->Forget(t);
     }
     Logger("streaming")
-        ->warn("batch at {} failed (attempt {}), retrying in {} ms: {}",
-               time.time_since_epoch().count(), attempt, backoff.count(), st.ToString());
+        ->warn("batch at {} failed (attempt {}, retry: {}), retrying in {} ms: {}",
+               time.time_since_epoch().count(), attempt, RetryScopeName(scope), pause.count(),
+               st.ToString());
     std::unique_lock lock(mu_);
-    if (stop_cv_.wait_for(lock, backoff, [&] { return stopping_; })) {
+    if (stop_cv_.wait_for(lock, pause, [&] { return stopping_; })) {
       return Status::Cancelled(fmt::format("stopped while retrying: {}", st.ToString()));
     }
     // Batches the timer queued meanwhile would each plan an empty slice: keep the newest.
     if (queue_.size() > 1) queue_.erase(queue_.begin(), queue_.end() - 1);
-    backoff = std::min(backoff * 2, options_.retry_backoff_max);
+    if (pause != Millis::zero()) backoff = std::min(backoff * 2, options_.retry_backoff_max);
   }
 }
 

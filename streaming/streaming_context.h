@@ -29,6 +29,7 @@
 #include "common/ids.h"
 #include "common/result.h"
 #include "engine/context.h"
+#include "streaming/batch_record.h"
 
 namespace runnel::streaming {
 
@@ -52,8 +53,8 @@ struct BatchProgress {
 // The mutable record of the running batch: outputs fill in what they learn.
 struct BatchInfo {
   BatchProgress progress;
-  // Source positions after this batch, committed with it (e.g. "clicks/0" -> "20").
-  std::map<std::string, std::string> positions;
+  // Source positions after this batch, committed with it (e.g. "kafka:clicks/0" -> offset 20).
+  SourcePositions positions;
 };
 
 class InputStreamBase {
@@ -70,10 +71,6 @@ class InputStreamBase {
   // The batch planned at `t` succeeded: its outputs committed the positions it planned.
   virtual void Confirm(BatchTime t) { (void)t; }
 };
-
-// Failures worth retrying: the broker or the disk may come back (Unavailable,
-// DeadlineExceeded, ResourceExhausted). Anything else stops the stream.
-bool IsTransient(const Status& st);
 
 // What the context asks of a stream node around batches: its memo of generated RDDs, and the
 // state changes a stateful node computed for a batch.
@@ -110,10 +107,11 @@ struct StreamingOptions {
   BatchId first_batch_id{0};
   // Progress records kept in memory.
   size_t progress_history = 100;
-  // A batch that fails transiently (IsTransient) is abandoned and run again at the same time
-  // and id, after a pause doubling from `retry_backoff` up to `retry_backoff_max`, until it
-  // succeeds or the context stops. Listeners see every failed attempt. Off: the first failure
-  // stops the stream.
+  // A batch whose error has RetryScope::kBatch is abandoned and run again at the same time and
+  // id, after a pause doubling from `retry_backoff` up to `retry_backoff_max`, until it
+  // succeeds or the context stops; one with kReplan is planned again at once (the pause
+  // applies from the second new plan on). Any other error stops the stream. Listeners see
+  // every failed attempt. Off: the first failure stops the stream.
   bool retry_transient = true;
   Millis retry_backoff{100};
   Millis retry_backoff_max{5000};

@@ -28,17 +28,17 @@ class CheckpointTest : public ::testing::Test {
   static void CommitBatch(state::RocksDbStateStore* store, int64_t id) {
     streaming::BatchCommit c;
     c.ns = "q";
-    c.batch_id = BatchId(id);
+    c.record.batch_id = BatchId(id);
     c.puts = {{"k" + std::to_string(id), "v" + std::to_string(id)}};
-    c.positions["clicks/0"] = std::to_string(id + 1);
-    c.metadata["watermark"] = std::to_string(1000 * id);
+    c.record.positions["kafka:clicks/0"].set_next_offset(id + 1);
+    c.record.watermark_ms = 1000 * id;
     ASSERT_TRUE(store->Commit(c).ok());
   }
 
   static int64_t LastBatch(state::RocksDbStateStore* store) {
     auto last = store->LastCommitted("q");
     EXPECT_TRUE(last.ok() && last->has_value());
-    return last.ok() && last->has_value() ? (*last)->batch_id.value() : -1;
+    return last.ok() && last->has_value() ? (*last)->record.batch_id.value() : -1;
   }
 
   static void FlipByte(const std::string& path, size_t offset) {
@@ -60,7 +60,9 @@ v1::Manifest SampleManifest() {
   auto* q = m.add_queries();
   q->set_name("hourly_pages");
   q->set_batch_id(41);
-  (*q->mutable_positions())["clicks/0"] = "1234";
+  // As versions before typed batch records wrote it.
+  (*q->mutable_positions())["kafka:clicks/0"] = "1234";
+  (*q->mutable_metadata())["watermark"] = "1505624400000";
   auto* f = m.add_files();
   f->set_name("000009.sst");
   f->set_size(4096);
@@ -81,6 +83,17 @@ TEST(ManifestTest, RoundTripsAndDetectsEveryFlippedByte) {
   }
   EXPECT_FALSE(DecodeManifest(bytes.substr(0, bytes.size() - 1)).ok());
   EXPECT_FALSE(DecodeManifest("").ok());
+}
+
+TEST(ManifestTest, AQueryWrittenBeforeTypedRecordsReadsAsTheSameRecord) {
+  const v1::Manifest m = SampleManifest();
+  auto record = QueryRecord(m.queries(0));
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->batch_id, BatchId(41));
+  EXPECT_EQ(record->positions.at("kafka:clicks/0").next_offset(), 1234);
+  EXPECT_EQ(record->watermark_ms, 1505624400000);
+  EXPECT_NE(ManifestText(m).find("position kafka:clicks/0 = 1234"), std::string::npos)
+      << ManifestText(m);
 }
 
 TEST(ManifestTest, RefusesAnUnknownFormatVersion) {
@@ -123,7 +136,7 @@ TEST_F(CheckpointTest, TakeRecordsBatchesAndKeepsTheNewest) {
     EXPECT_EQ(m->queries(0).name(), "q");
     EXPECT_EQ(m->queries(0).batch_id(), batch);
     EXPECT_EQ(m->queries(0).watermark_ms(), 1000 * batch);
-    EXPECT_EQ(m->queries(0).positions().at("clicks/0"), std::to_string(batch + 1));
+    EXPECT_EQ(QueryRecord(m->queries(0))->positions.at("kafka:clicks/0").next_offset(), batch + 1);
     EXPECT_GT(m->files_size(), 0);
   }
   auto entries = ListCheckpoints(dir_).value();
@@ -192,7 +205,8 @@ TEST_F(CheckpointTest, ALostLiveDatabaseIsRestoredFromTheNewestValidCheckpoint) 
   EXPECT_EQ(LastBatch(store.get()), 1);  // checkpoint 2
   EXPECT_EQ(store->Get("q", "k1").value(), std::optional<std::string>("v1"));
   EXPECT_EQ(store->Get("q", "k2").value(), std::nullopt);
-  EXPECT_EQ(store->LastCommitted("q").value()->positions.at("clicks/0"), "2");
+  EXPECT_EQ(store->LastCommitted("q").value()->record.positions.at("kafka:clicks/0").next_offset(),
+            2);
   // The broken database was set aside, not deleted.
   bool kept_aside = false;
   for (const auto& e : fs::directory_iterator(dir_)) {

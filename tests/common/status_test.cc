@@ -64,6 +64,23 @@ TEST(StatusTest, FromErrnoNamesTheCall) {
   EXPECT_NE(s.message().find("No such file"), std::string::npos);
 }
 
+TEST(StatusTest, RetryScopeDefaultsByCodeAndTravelsWithContext) {
+  EXPECT_EQ(Status::OK().retry(), RetryScope::kNone);
+  EXPECT_EQ(Status::Unavailable("broker down").retry(), RetryScope::kBatch);
+  EXPECT_EQ(Status::ResourceExhausted("disk full").retry(), RetryScope::kBatch);
+  EXPECT_EQ(Status::Corruption("bad block").retry(), RetryScope::kNone);
+  EXPECT_EQ(Status::FromErrno("write /x", ENOSPC).retry(), RetryScope::kBatch);
+  EXPECT_EQ(Status::FromErrno("open /x", EACCES).retry(), RetryScope::kNone);
+
+  const Status replan = Status::OutOfRange("offsets left the log").WithRetry(RetryScope::kReplan);
+  EXPECT_EQ(replan.code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(replan.retry(), RetryScope::kReplan);
+  EXPECT_EQ(replan.WithContext("batch 3").retry(), RetryScope::kReplan);
+  EXPECT_EQ(replan.WithContext("batch 3").message(), "batch 3: offsets left the log");
+  EXPECT_TRUE(Status::OK().WithRetry(RetryScope::kTask).ok());
+  EXPECT_EQ(RetryScopeName(RetryScope::kStage), "stage");
+}
+
 TEST(StatusTest, CopiesCompareEqual) {
   Status a = Status::Unavailable("broker down");
   Status b = a;

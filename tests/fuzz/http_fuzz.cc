@@ -39,7 +39,7 @@ struct Api {
     auto made_query = rs::AggregationQuery::Make(o, &store);
     FUZZ_CHECK(made_query.ok());
     query = *made_query;
-    rs::BatchCommit commit{.ns = "hourly", .batch_id = runnel::BatchId(0)};
+    rs::BatchCommit commit{.ns = "hourly", .record = {.batch_id = runnel::BatchId(0)}};
     for (const char* line :
          {R"({"customer":"c1","url":"/a","session_id":"s1","referrer":"x","ts":1000})",
           R"({"customer":"c1","url":"/b","session_id":"s2","referrer":"y","ts":7200000})"}) {

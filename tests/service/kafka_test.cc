@@ -20,6 +20,7 @@
 
 #include "engine/context.h"
 #include "sources/kafka_source.h"
+#include "streaming/dstream.h"
 #include "tests/service/service_test_util.h"
 
 extern char** environ;
@@ -339,7 +340,9 @@ TEST(KafkaTest, GroupOffsetsOnlyMoveForward) {
   }
   ASSERT_EQ(read, 100);
   // The checkpoint's older position: left out, not committed over the batches' 100.
-  ASSERT_TRUE((*source)->CommitToGroup({{"kafka:fwd/0", "40"}}).ok());
+  streaming::SourcePositions older;
+  older["kafka:fwd/0"].set_next_offset(40);
+  ASSERT_TRUE((*source)->CommitToGroup(older).ok());
   int64_t committed = -1;
   for (int i = 0; i < 100 && committed != 100; ++i) {
     committed = CommittedOffsets(broker.bootstrap(), "fwd-group", "fwd", 1);

@@ -1,4 +1,5 @@
 #include "sources/file_source.h"
+#include "streaming/dstream.h"
 
 #include <gtest/gtest.h>
 
@@ -55,7 +56,7 @@ TEST_F(FileSourceTest, RestoreContinuesFromCommittedPositions) {
   GeneratorOptions gen{.events = 5000, .seed = 3};
   ASSERT_TRUE(GenerateToFile(gen, dir_ + "/events.jsonl").ok());
   const auto all = ReadFile(dir_ + "/events.jsonl").value();
-  std::map<std::string, std::string> positions;
+  streaming::SourcePositions positions;
   std::vector<std::string> first_part;
   {
     streaming::StreamingContext ssc(engine_.get(), {.clock = &clock_});

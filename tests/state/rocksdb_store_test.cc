@@ -6,8 +6,10 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include "engine/context.h"
+#include "state/state.pb.h"
 #include "streaming/aggregation_query.h"
 #include "streaming/streaming_context.h"
 
@@ -26,22 +28,26 @@ class RocksDbStoreTest : public ::testing::Test {
 };
 
 streaming::BatchCommit Batch(int64_t id, std::vector<std::pair<std::string, std::string>> puts,
-                             std::string offset) {
+                             int64_t offset) {
   streaming::BatchCommit c;
   c.ns = "q";
-  c.batch_id = BatchId(id);
+  c.record.batch_id = BatchId(id);
   c.puts = std::move(puts);
-  c.positions["topic/0"] = std::move(offset);
-  c.metadata["watermark"] = std::to_string(id * 10);
+  c.record.positions["kafka:topic/0"].set_next_offset(offset);
+  c.record.watermark_ms = id * 10;
   return c;
+}
+
+int64_t Offset(const streaming::CommittedBatch& b) {
+  return b.record.positions.at("kafka:topic/0").next_offset();
 }
 
 TEST_F(RocksDbStoreTest, CommitIsVisibleWithItsPositionsAndSurvivesReopen) {
   {
     auto store = Open();
     EXPECT_FALSE(store->LastCommitted("q").value().has_value());
-    ASSERT_TRUE(store->Commit(Batch(0, {{"k1", "v1"}, {"k2", "v2"}}, "10")).ok());
-    ASSERT_TRUE(store->Commit(Batch(1, {{"k1", "v1b"}}, "20")).ok());
+    ASSERT_TRUE(store->Commit(Batch(0, {{"k1", "v1"}, {"k2", "v2"}}, 10)).ok());
+    ASSERT_TRUE(store->Commit(Batch(1, {{"k1", "v1b"}}, 20)).ok());
   }
   auto store = Open();
   EXPECT_EQ(store->Get("q", "k1").value(), std::optional<std::string>("v1b"));
@@ -50,14 +56,77 @@ TEST_F(RocksDbStoreTest, CommitIsVisibleWithItsPositionsAndSurvivesReopen) {
   EXPECT_FALSE(store->Get("other", "k1").value().has_value());
   auto last = store->LastCommitted("q").value();
   ASSERT_TRUE(last.has_value());
-  EXPECT_EQ(last->batch_id, BatchId(1));
-  EXPECT_EQ(last->positions.at("topic/0"), "20");
-  EXPECT_EQ(last->metadata.at("watermark"), "10");
+  EXPECT_EQ(last->record.batch_id, BatchId(1));
+  EXPECT_EQ(Offset(*last), 20);
+  EXPECT_EQ(last->record.watermark_ms, 10);
 }
 
 // A disk that fills up or fails: commits fail with a transient status and change nothing;
 // once the disk is back, the same batch commits and the store is whole after a reopen.
 class DiskFaultTest : public RocksDbStoreTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_F(RocksDbStoreTest, ACommitMergesPositionsAndReplacesTheRestOfTheRecord) {
+  auto store = Open();
+  streaming::BatchCommit first = Batch(0, {}, 10);
+  first.record.positions["kafka:topic/1"].set_next_offset(7);
+  first.record.definition = "v1";
+  ASSERT_TRUE(store->Commit(first).ok());
+  streaming::BatchCommit second = Batch(1, {}, 20);  // does not plan topic/1 (not owned now)
+  ASSERT_TRUE(store->Commit(second).ok());
+  const auto last = store->LastCommitted("q").value();
+  EXPECT_EQ(Offset(*last), 20);
+  EXPECT_EQ(last->record.positions.at("kafka:topic/1").next_offset(), 7)
+      << "an input the batch did not plan keeps its position";
+  EXPECT_EQ(last->record.definition, "") << "the rest is the new batch's";
+  EXPECT_EQ(last->record.watermark_ms, 10);
+}
+
+// State written before typed batch records (format 1: positions and metadata as text) is
+// read as the same typed record; the next commit writes format 2.
+TEST_F(RocksDbStoreTest, AFormatOneBatchRecordIsMigratedOnRead) {
+  { auto store = Open(); }
+  {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies({}, dir_, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    ASSERT_TRUE(rocksdb::DB::Open({}, dir_, families, &handles, &raw).ok());
+    v1::BatchRecord old;
+    old.set_format_version(1);
+    old.set_batch_id(6);
+    (*old.mutable_positions())["kafka:clicks/0"] = "1234";
+    (*old.mutable_positions())["file:/data/a.jsonl"] = "4096 40";
+    (*old.mutable_metadata())["watermark"] = "1505624400000";
+    (*old.mutable_metadata())["max_event_time"] = "1505628000000";
+    (*old.mutable_metadata())["batch_time"] = "1700000000000";
+    (*old.mutable_metadata())["definition_fingerprint"] = "abc";
+    (*old.mutable_metadata())["expire_before"] = "99";
+    ASSERT_TRUE(raw->Put({}, "batch/q", old.SerializeAsString()).ok());
+    for (auto* h : handles) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(raw->Close().ok());
+    delete raw;
+  }
+  auto store = Open();
+  auto last = store->LastCommitted("q");
+  ASSERT_TRUE(last.ok()) << last.status();
+  const streaming::BatchRecord& r = (*last)->record;
+  EXPECT_EQ(r.batch_id, BatchId(6));
+  EXPECT_EQ(r.positions.at("kafka:clicks/0").next_offset(), 1234);
+  EXPECT_EQ(r.positions.at("file:/data/a.jsonl").file().byte(), 4096);
+  EXPECT_EQ(r.positions.at("file:/data/a.jsonl").file().line(), 40);
+  EXPECT_EQ(r.watermark_ms, 1505624400000);
+  EXPECT_EQ(r.max_event_time_ms, 1505628000000);
+  EXPECT_EQ(r.batch_time, BatchTime(1700000000000));
+  EXPECT_EQ(r.definition_fingerprint, "abc");
+  EXPECT_EQ(r.expire_before_ms, 99);
+  // The next commit goes on from it, in the typed format.
+  ASSERT_TRUE(store->Commit(Batch(7, {}, 1300)).ok());
+  EXPECT_EQ(
+      store->LastCommitted("q").value()->record.positions.at("file:/data/a.jsonl").file().line(),
+      40);
+}
 
 TEST_P(DiskFaultTest, CommitsFailTransientlyWhileTheDiskFailsAndResumeAfter) {
   const std::string control = tmp_->local_dir() + "/fault";
@@ -65,42 +134,41 @@ TEST_P(DiskFaultTest, CommitsFailTransientlyWhileTheDiskFailsAndResumeAfter) {
     auto opened = RocksDbStateStore::Open({.path = dir_, .disk_fault_file = control});
     ASSERT_TRUE(opened.ok()) << opened.status();
     auto store = std::move(opened).value();
-    ASSERT_TRUE(store->Commit(Batch(0, {{"k", "v0"}}, "10")).ok());
+    ASSERT_TRUE(store->Commit(Batch(0, {{"k", "v0"}}, 10)).ok());
     { std::ofstream(control) << GetParam() << "\n"; }
     std::this_thread::sleep_for(std::chrono::milliseconds(120));  // the control file is polled
     for (int attempt = 0; attempt < 3; ++attempt) {
-      const Status st = store->Commit(Batch(1, {{"k", "v1"}}, "20"));
-      EXPECT_TRUE(streaming::IsTransient(st)) << st;
+      const Status st = store->Commit(Batch(1, {{"k", "v1"}}, 20));
+      EXPECT_EQ(st.retry(), RetryScope::kBatch) << st;
     }
     std::filesystem::remove(control);
     std::this_thread::sleep_for(std::chrono::milliseconds(120));
     // Nothing of the failed attempts is visible; the same batch now commits.
     EXPECT_EQ(store->Get("q", "k").value(), std::optional<std::string>("v0"));
-    EXPECT_EQ(store->LastCommitted("q").value()->positions.at("topic/0"), "10");
-    const Status st = store->Commit(Batch(1, {{"k", "v1"}}, "20"));
+    EXPECT_EQ(Offset(*store->LastCommitted("q").value()), 10);
+    const Status st = store->Commit(Batch(1, {{"k", "v1"}}, 20));
     ASSERT_TRUE(st.ok()) << st;
-    ASSERT_TRUE(store->Commit(Batch(2, {{"k", "v2"}}, "30")).ok());
+    ASSERT_TRUE(store->Commit(Batch(2, {{"k", "v2"}}, 30)).ok());
   }
   auto store = Open();
   EXPECT_EQ(store->Get("q", "k").value(), std::optional<std::string>("v2"));
-  EXPECT_EQ(store->LastCommitted("q").value()->batch_id, BatchId(2));
+  EXPECT_EQ(store->LastCommitted("q").value()->record.batch_id, BatchId(2));
 }
 
 INSTANTIATE_TEST_SUITE_P(Faults, DiskFaultTest, ::testing::Values("enospc", "eio"));
 
 TEST_F(RocksDbStoreTest, BatchIdsMustIncrease) {
   auto store = Open();
-  ASSERT_TRUE(store->Commit(Batch(5, {}, "1")).ok());  // the first may start anywhere
-  EXPECT_EQ(store->Commit(Batch(5, {{"x", "y"}}, "2")).code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store->Commit(Batch(4, {{"x", "y"}}, "2")).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store->Commit(Batch(5, {}, 1)).ok());  // the first may start anywhere
+  EXPECT_EQ(store->Commit(Batch(5, {{"x", "y"}}, 2)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Commit(Batch(4, {{"x", "y"}}, 2)).code(), StatusCode::kFailedPrecondition);
   EXPECT_FALSE(store->Get("q", "x").value().has_value()) << "a refused commit changes nothing";
-  EXPECT_TRUE(store->Commit(Batch(7, {}, "2")).ok()) << "empty batches 6 leave a gap";
+  EXPECT_TRUE(store->Commit(Batch(7, {}, 2)).ok()) << "empty batches 6 leave a gap";
 }
 
 TEST_F(RocksDbStoreTest, ScanIsOrderedAndBounded) {
   auto store = Open();
-  ASSERT_TRUE(
-      store->Commit(Batch(0, {{"a1", "1"}, {"a2", "2"}, {"b1", "3"}, {"c", "4"}}, "0")).ok());
+  ASSERT_TRUE(store->Commit(Batch(0, {{"a1", "1"}, {"a2", "2"}, {"b1", "3"}, {"c", "4"}}, 0)).ok());
   std::vector<std::string> keys;
   ASSERT_TRUE(store
                   ->Scan("q", "a", "b2",
@@ -110,7 +178,7 @@ TEST_F(RocksDbStoreTest, ScanIsOrderedAndBounded) {
                          })
                   .ok());
   EXPECT_EQ(keys, (std::vector<std::string>{"a1", "a2", "b1"}));
-  streaming::BatchCommit del = Batch(1, {}, "1");
+  streaming::BatchCommit del = Batch(1, {}, 1);
   del.deletes = {"a2"};
   ASSERT_TRUE(store->Commit(del).ok());
   keys.clear();
@@ -143,11 +211,11 @@ TEST_F(RocksDbStoreTest, RetentionDropsOldWindowsAtCompactionAndSurvivesReopen) 
   {
     auto store = Open();
     ASSERT_TRUE(
-        store->Commit(Batch(0, {{old_key, "1"}, {new_key, "2"}, {other_key, "3"}}, "1")).ok());
-    streaming::BatchCommit expire = Batch(1, {}, "2");
-    expire.expire_before_ms = 5'000;  // old_key and other_key are past retention
+        store->Commit(Batch(0, {{old_key, "1"}, {new_key, "2"}, {other_key, "3"}}, 1)).ok());
+    streaming::BatchCommit expire = Batch(1, {}, 2);
+    expire.record.expire_before_ms = 5'000;  // old_key and other_key are past retention
     ASSERT_TRUE(store->Commit(expire).ok());
-    EXPECT_EQ(store->LastCommitted("q").value()->metadata.at(streaming::kExpireBeforeKey), "5000");
+    EXPECT_EQ(store->LastCommitted("q").value()->record.expire_before_ms, 5'000);
   }
   auto store = Open();  // the cutoff comes back from the batch record
   EXPECT_EQ(Keys(store.get()).size(), 3u) << "nothing is dropped before a compaction";
@@ -157,22 +225,22 @@ TEST_F(RocksDbStoreTest, RetentionDropsOldWindowsAtCompactionAndSurvivesReopen) 
 
 TEST_F(RocksDbStoreTest, ResetDropsStateButKeepsTheBatchSequence) {
   auto store = Open();
-  ASSERT_TRUE(store->Commit(Batch(0, {{"a", "1"}, {"b", "2"}}, "10")).ok());
+  ASSERT_TRUE(store->Commit(Batch(0, {{"a", "1"}, {"b", "2"}}, 10)).ok());
   ASSERT_TRUE(store->Reset("q").ok());
   EXPECT_TRUE(Keys(store.get()).empty());
   auto last = store->LastCommitted("q").value();
   ASSERT_TRUE(last.has_value());
-  EXPECT_EQ(last->batch_id, BatchId(0));
-  EXPECT_TRUE(last->positions.empty());
-  EXPECT_TRUE(last->metadata.empty());
-  EXPECT_TRUE(store->Commit(Batch(1, {{"c", "3"}}, "1")).ok());
+  EXPECT_EQ(last->record.batch_id, BatchId(0));
+  EXPECT_TRUE(last->record.positions.empty());
+  EXPECT_EQ(last->record.watermark_ms, INT64_MIN);
+  EXPECT_TRUE(store->Commit(Batch(1, {{"c", "3"}}, 1)).ok());
   EXPECT_EQ(Keys(store.get()), (std::vector<std::string>{"c"}));
 }
 
 TEST_F(RocksDbStoreTest, ADatabaseWithoutCurrentIsAnErrorNotANewDatabase) {
   {
     auto store = Open();
-    ASSERT_TRUE(store->Commit(Batch(0, {{"a", "1"}}, "10")).ok());
+    ASSERT_TRUE(store->Commit(Batch(0, {{"a", "1"}}, 10)).ok());
   }
   ASSERT_TRUE(std::filesystem::remove(dir_ + "/CURRENT"));
   auto store = RocksDbStateStore::Open({.path = dir_});
@@ -185,7 +253,7 @@ TEST_F(RocksDbStoreTest, ReportsSizeAndTickers) {
   std::vector<std::pair<std::string, std::string>> puts;
   for (int i = 0; i < 1000; ++i)
     puts.emplace_back("key" + std::to_string(i), std::string(100, 'x'));
-  ASSERT_TRUE(store->Commit(Batch(0, puts, "1")).ok());
+  ASSERT_TRUE(store->Commit(Batch(0, puts, 1)).ok());
   const NamespaceStats stats = store->Stats("q");
   EXPECT_GT(stats.keys, 500);
   EXPECT_GT(stats.bytes, 100'000);

@@ -66,7 +66,7 @@ QueryRun RunBatches(AggregationOptions options, StateStore* store,
   ManualClock clock(TimePoint(Millis(1'700'000'000'000)));
   StreamingContext ssc(
       engine.get(),
-      {.batch_interval = Millis(1000), .clock = &clock, .first_batch_id = next->batch_id});
+      {.batch_interval = Millis(1000), .clock = &clock, .first_batch_id = next->record.batch_id});
   const size_t n = batches.size();
   run.query->Attach(QueueStream(ssc, std::move(batches), 1),
                     [&run](BatchId id, const std::vector<std::string>& records) {
@@ -107,7 +107,7 @@ TEST(AggregationQueryTest, AChangedDefinitionIsRefusedUnlessResetIsAsked) {
 
   // The same definition resumes.
   auto same = AggregationQuery::Make(HourlyPages(), &store).value();
-  EXPECT_EQ(same->Recover().value().batch_id, BatchId(1));
+  EXPECT_EQ(same->Recover().value().record.batch_id, BatchId(1));
   EXPECT_EQ(same->Fingerprint(), first.query->Fingerprint());
 
   // Another aggregate: refused with both definitions in the message.
@@ -127,8 +127,8 @@ TEST(AggregationQueryTest, AChangedDefinitionIsRefusedUnlessResetIsAsked) {
   auto reset = AggregationQuery::Make(changed, &store).value();
   auto next = reset->Recover();
   ASSERT_TRUE(next.ok()) << next.status();
-  EXPECT_EQ(next->batch_id, BatchId(1));
-  EXPECT_TRUE(next->positions.empty());
+  EXPECT_EQ(next->record.batch_id, BatchId(1));
+  EXPECT_TRUE(next->record.positions.empty());
   EXPECT_TRUE(reset->ReadRecords().value().empty());
 }
 
@@ -156,7 +156,7 @@ TEST(AggregationQueryTest, ABatchRedeliveredAfterACrashBeforeItsCommitCountsOnce
   const auto records = restarted.query->ReadRecords().value();
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(PageViews(records[0]), 3) << "counted once, not 5";
-  EXPECT_EQ(inner.LastCommitted("hourly_pages").value()->batch_id, BatchId(1));
+  EXPECT_EQ(inner.LastCommitted("hourly_pages").value()->record.batch_id, BatchId(1));
 }
 
 // A full disk: the batch fails before it reads its input (a retry then costs no re-read of
@@ -208,9 +208,8 @@ TEST(AggregationQueryTest, WindowsPastRetentionLeaveReadsAndAreMarkedForCompacti
     hours.emplace_back(boost::json::parse(r).at("ts").as_string());
   }
   EXPECT_EQ(hours, (std::vector<std::string>{"2017-09-17T04:00:00", "2017-09-17T06:00:00"}));
-  const auto meta = store.LastCommitted("hourly_pages").value()->metadata;
-  EXPECT_EQ(meta.at(kExpireBeforeKey),
-            std::to_string(run.query->watermark() - o.retention_ms - o.window.length_ms));
+  const auto record = store.LastCommitted("hourly_pages").value()->record;
+  EXPECT_EQ(record.expire_before_ms, run.query->watermark() - o.retention_ms - o.window.length_ms);
 }
 
 TEST(AggregationQueryTest, EmptyBatchesCommitNothingAndWriteNoOutput) {
@@ -222,11 +221,11 @@ TEST(AggregationQueryTest, EmptyBatchesCommitNothingAndWriteNoOutput) {
   std::vector<int64_t> with_output;
   for (const auto& [id, records] : run.output) with_output.push_back(id);
   EXPECT_EQ(with_output, (std::vector<int64_t>{0, 3}));
-  EXPECT_EQ(store.LastCommitted("hourly_pages").value()->batch_id, BatchId(3));
+  EXPECT_EQ(store.LastCommitted("hourly_pages").value()->record.batch_id, BatchId(3));
   EXPECT_EQ(run.query->counters().batches, 5);
   // A restart resumes after the last committed batch.
   auto again = AggregationQuery::Make(HourlyPages(), &store).value();
-  EXPECT_EQ(again->Recover().value().batch_id, BatchId(4));
+  EXPECT_EQ(again->Recover().value().record.batch_id, BatchId(4));
 }
 
 std::string Event(const std::string& customer, const std::string& url,

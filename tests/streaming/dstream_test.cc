@@ -188,7 +188,7 @@ TEST_F(DStreamTest, UpdateStateByKeyKeepsRunningTotalsAndTimesOutIdleKeys) {
   EXPECT_EQ(updates[5], (std::map<std::string, int64_t>{{"b", 1}}));
   auto last = store.LastCommitted("totals").value();
   ASSERT_TRUE(last.has_value());
-  EXPECT_EQ(last->batch_id, BatchId(4));
+  EXPECT_EQ(last->record.batch_id, BatchId(4));
 }
 
 TEST_F(DStreamTest, ADiscardedStreamIsNeverCalledAgain) {
@@ -236,7 +236,7 @@ TEST_F(DStreamTest, ARetriedUpdateStateByKeyBatchAppliesOnce) {
   EXPECT_EQ(updates[1], (std::map<std::string, int64_t>{{"a", 3}}));
   auto stored = store.LastCommitted("totals").value();
   ASSERT_TRUE(stored.has_value());
-  EXPECT_EQ(stored->batch_id, BatchId(1));  // one commit per batch, retries included
+  EXPECT_EQ(stored->record.batch_id, BatchId(1));  // one commit per batch, retries included
 }
 
 // Fails the next commit of namespace `ns` once with Unavailable (a full disk, say).

@@ -150,7 +150,7 @@ class CountingInput final : public InputStreamBase {
   Status Plan(BatchInfo* info) override {
     before_ = position_;
     position_ += 10;
-    info->positions["n"] = std::to_string(position_);
+    info->positions["n"].set_next_offset(position_);
     return Status::OK();
   }
   void Abandon(BatchTime) override {
@@ -175,7 +175,7 @@ TEST_F(StreamingContextTest, TransientFailureIsRetriedWithTheSameIdAndTheSameInp
   std::vector<std::pair<int64_t, std::string>> attempts;
   int failures_left = 2;
   ssc.AddOutput([&](BatchInfo* info) {
-    attempts.emplace_back(info->progress.batch_id.value(), info->positions["n"]);
+    attempts.emplace_back(info->progress.batch_id.value(), PositionText(info->positions["n"]));
     if (failures_left-- > 0) return Status::Unavailable("broker down");
     return Status::OK();
   });
@@ -204,7 +204,7 @@ class GrowingInput final : public DStreamNode<int64_t>, public InputStreamBase {
     before_ = position_;
     planned_[info->progress.batch_time.value()] = {position_, available.load()};
     position_ = available.load();
-    info->positions["n"] = std::to_string(position_);
+    info->positions["n"].set_next_offset(position_);
     return Status::OK();
   }
   void Abandon(BatchTime) override { position_ = before_; }
@@ -239,7 +239,7 @@ TEST_F(StreamingContextTest, ARetriedBatchComputesItsInputAgainFromTheNewPlan) {
   DStream<int64_t>(input).ForeachRdd([&](const engine::Rdd<int64_t>& rdd, BatchInfo* info) {
     auto n = rdd.Count();
     if (!n.ok()) return n.status();
-    seen.emplace_back(info->positions["n"], *n);
+    seen.emplace_back(PositionText(info->positions["n"]), *n);
     if (failures_left-- > 0) {
       input->available = 25;  // more data arrives while the batch fails
       return Status::Unavailable("disk full");
