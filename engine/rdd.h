@@ -87,6 +87,11 @@ class Rdd {
     return Rdd<T>(std::make_shared<UnionNode<T>>(std::move(parents)));
   }
   Rdd<T> Union(const Rdd<T>& other) const { return Union(std::vector<Rdd<T>>{other}); }
+  // The union of `rdds` in order; nullopt when there is none.
+  static std::optional<Rdd<T>> UnionAll(const std::vector<Rdd<T>>& rdds) {
+    if (rdds.empty()) return std::nullopt;
+    return rdds.front().Union(std::vector<Rdd<T>>(rdds.begin() + 1, rdds.end()));
+  }
 
   // (f(record), record) pairs.
   template <typename F>
@@ -560,7 +565,7 @@ Rdd<T> Context::Parallelize(std::shared_ptr<const std::vector<T>> data, int num_
   return Rdd<T>(std::make_shared<ParallelizeNode<T>>(this, std::move(data), slices));
 }
 
-// An RDD whose partitions come from `compute(partition, tc, sink)`: the hook for sources
+// An RDD whose partitions come from `compute(partition, tc, emit)`: the hook for sources
 // (the Kafka RDD reads one offset range per partition).
 template <typename T>
 Rdd<T> FromSource(Context& ctx, std::string name, int partitions,

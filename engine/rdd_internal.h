@@ -1,6 +1,6 @@
 // The typed RDD nodes behind Rdd<T> (rdd.h). Not a public header: use rdd.h.
 //
-// Every node produces a partition by pushing records into a Sink, a FunctionRef that returns
+// Every node produces a partition by pushing records into an Emit, a FunctionRef that returns
 // false to stop early. A chain of narrow nodes is therefore one pass per partition with no
 // intermediate collections: Map(f).Filter(g).Take(5) calls f and g on about 5 records.
 // Persisted and checkpointed nodes are served from the block manager or checkpoint files
@@ -35,7 +35,7 @@
 namespace runnel::engine {
 
 template <typename T>
-using Sink = FunctionRef<bool(T&&)>;
+using Emit = FunctionRef<bool(T&&)>;
 
 template <typename T>
 concept Serializable = requires(const T& v, std::string* out, std::string_view* in, T* t) {
@@ -64,71 +64,71 @@ template <typename T>
 concept PairType = PairTraits<T>::kIsPair;
 
 template <typename K, typename V>
-using FlatMap = boost::unordered_flat_map<K, V, KeyHash<K>>;
+using HashMap = boost::unordered_flat_map<K, V, KeyHash<K>>;
 
 template <typename T>
 class RddNode : public RddNodeBase {
  public:
   using RddNodeBase::RddNodeBase;
 
-  // Produces partition `p` into `sink`: from checkpoint files, from the cache, or by Compute.
-  Status Iterate(int p, TaskContext& tc, Sink<T> sink) {
+  // Produces partition `p` into `emit`: from checkpoint files, from the cache, or by Compute.
+  Status Iterate(int p, TaskContext& tc, Emit<T> emit) {
     if (std::vector<std::string> files = checkpoint_files(); !files.empty()) {
-      return ReadCheckpoint(files[p], tc, sink);
+      return ReadCheckpoint(files[p], tc, emit);
     }
-    if (storage_level() != StorageLevel::kNone) return IterateCached(p, tc, sink);
-    return Compute(p, tc, sink);
+    if (storage_level() != StorageLevel::kNone) return IterateCached(p, tc, emit);
+    return Compute(p, tc, emit);
   }
 
  protected:
-  virtual Status Compute(int p, TaskContext& tc, Sink<T> sink) = 0;
+  virtual Status Compute(int p, TaskContext& tc, Emit<T> emit) = 0;
 
  private:
-  static Status EmitCopies(const std::vector<T>& values, TaskContext& tc, Sink<T> sink) {
+  static Status EmitCopies(const std::vector<T>& values, TaskContext& tc, Emit<T> emit) {
     for (const T& v : values) {
       ++tc.metrics().records_in;
       T copy = v;
-      if (!sink(std::move(copy))) break;
+      if (!emit(std::move(copy))) break;
     }
     return Status::OK();
   }
 
-  static Status EmitMoved(std::vector<T>& values, TaskContext& tc, Sink<T> sink) {
+  static Status EmitMoved(std::vector<T>& values, TaskContext& tc, Emit<T> emit) {
     for (T& v : values) {
       ++tc.metrics().records_in;
-      if (!sink(std::move(v))) break;
+      if (!emit(std::move(v))) break;
     }
     return Status::OK();
   }
 
-  Status ReadCheckpoint(const std::string& file, TaskContext& tc, Sink<T> sink) {
+  Status ReadCheckpoint(const std::string& file, TaskContext& tc, Emit<T> emit) {
     if constexpr (Serializable<T>) {
       ASSIGN_OR_RETURN(std::string bytes, ReadFile(file));
       std::vector<T> values;
       if (!DeserializeAll(bytes, &values)) {
         return Status::Corruption(fmt::format("checkpoint file {} is malformed", file));
       }
-      return EmitMoved(values, tc, sink);
+      return EmitMoved(values, tc, emit);
     } else {
       return Status::NotImplemented("checkpointing this RDD needs a Serde for its element type");
     }
   }
 
-  Status IterateCached(int p, TaskContext& tc, Sink<T> sink) {
+  Status IterateCached(int p, TaskContext& tc, Emit<T> emit) {
     if constexpr (Serializable<T>) {
       BlockManager& bm = context().block_manager();
       const BlockId id{this->id(), p};
       if (auto found = bm.Get(id)) {
         if (found->object) {
           return EmitCopies(*std::static_pointer_cast<const std::vector<T>>(found->object), tc,
-                            sink);
+                            emit);
         }
         std::vector<T> values;
         if (!DeserializeAll(found->bytes, &values)) {
           return Status::Corruption(
               fmt::format("block rdd {} partition {} is malformed", id.rdd_id, id.partition));
         }
-        return EmitMoved(values, tc, sink);
+        return EmitMoved(values, tc, emit);
       }
       // Not cached: compute the whole partition, cache it, then serve it.
       auto values = std::make_shared<std::vector<T>>();
@@ -146,7 +146,7 @@ class RddNode : public RddNodeBase {
       };
       put.object = values;
       RETURN_NOT_OK(bm.Put(std::move(put)));
-      return EmitCopies(*values, tc, sink);
+      return EmitCopies(*values, tc, emit);
     } else {
       return Status::NotImplemented("persisting this RDD needs a Serde for its element type");
     }
@@ -162,7 +162,7 @@ class ParallelizeNode final : public RddNode<T> {
       : RddNode<T>(ctx, "parallelize", slices, {}, std::nullopt), data_(std::move(data)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<T> emit) override {
     const size_t n = data_->size();
     const size_t slices = static_cast<size_t>(this->num_partitions());
     const size_t begin = n * static_cast<size_t>(p) / slices;
@@ -170,7 +170,7 @@ class ParallelizeNode final : public RddNode<T> {
     for (size_t i = begin; i < end; ++i) {
       ++tc.metrics().records_in;
       T copy = (*data_)[i];
-      if (!sink(std::move(copy))) break;
+      if (!emit(std::move(copy))) break;
     }
     return Status::OK();
   }
@@ -183,12 +183,12 @@ class ParallelizeNode final : public RddNode<T> {
 template <typename T>
 class SourceNode final : public RddNode<T> {
  public:
-  using ComputeFn = std::function<Status(int partition, TaskContext& tc, Sink<T> sink)>;
+  using ComputeFn = std::function<Status(int partition, TaskContext& tc, Emit<T> emit)>;
   SourceNode(Context* ctx, std::string name, int partitions, ComputeFn fn)
       : RddNode<T>(ctx, std::move(name), partitions, {}, std::nullopt), fn_(std::move(fn)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<T> sink) override { return fn_(p, tc, sink); }
+  Status Compute(int p, TaskContext& tc, Emit<T> emit) override { return fn_(p, tc, emit); }
 
  private:
   const ComputeFn fn_;
@@ -212,9 +212,9 @@ class MapNode final : public RddNode<U> {
         f_(std::move(f)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<U> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<U> emit) override {
     const F& f = f_;
-    return parent_->Iterate(p, tc, [&](T&& v) { return sink(std::invoke(f, std::move(v))); });
+    return parent_->Iterate(p, tc, [&](T&& v) { return emit(std::invoke(f, std::move(v))); });
   }
 
  private:
@@ -232,10 +232,10 @@ class FilterNode final : public RddNode<T> {
         f_(std::move(f)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<T> emit) override {
     const F& f = f_;
     return parent_->Iterate(p, tc, [&](T&& v) {
-      return std::invoke(f, static_cast<const T&>(v)) ? sink(std::move(v)) : true;
+      return std::invoke(f, static_cast<const T&>(v)) ? emit(std::move(v)) : true;
     });
   }
 
@@ -255,11 +255,11 @@ class FlatMapNode final : public RddNode<U> {
         f_(std::move(f)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<U> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<U> emit) override {
     const F& f = f_;
     return parent_->Iterate(p, tc, [&](T&& v) {
       for (auto&& out : std::invoke(f, std::move(v))) {
-        if (!sink(U(std::move(out)))) return false;
+        if (!emit(U(std::move(out)))) return false;
       }
       return true;
     });
@@ -282,7 +282,7 @@ class MapPartitionsNode final : public RddNode<U> {
         f_(std::move(f)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<U> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<U> emit) override {
     std::vector<T> input;
     RETURN_NOT_OK(parent_->Iterate(p, tc, [&](T&& v) {
       input.push_back(std::move(v));
@@ -290,7 +290,7 @@ class MapPartitionsNode final : public RddNode<U> {
     }));
     std::vector<U> output = std::invoke(f_, p, std::move(input));
     for (U& u : output) {
-      if (!sink(std::move(u))) break;
+      if (!emit(std::move(u))) break;
     }
     return Status::OK();
   }
@@ -309,9 +309,9 @@ class UnionNode final : public RddNode<T> {
         parents_(std::move(parents)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<T> emit) override {
     for (const auto& parent : parents_) {
-      if (p < parent->num_partitions()) return parent->Iterate(p, tc, sink);
+      if (p < parent->num_partitions()) return parent->Iterate(p, tc, emit);
       p -= parent->num_partitions();
     }
     return Status::OutOfRange("union partition out of range");
@@ -343,13 +343,13 @@ class CoalesceNode final : public RddNode<T> {
         parent_(std::move(parent)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<T> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<T> emit) override {
     const int64_t parents = parent_->num_partitions();
     const int64_t n = this->num_partitions();
     bool stopped = false;
     for (int64_t q = parents * p / n; q < parents * (p + 1) / n && !stopped; ++q) {
       RETURN_NOT_OK(parent_->Iterate(static_cast<int>(q), tc, [&](T&& v) {
-        stopped = !sink(std::move(v));
+        stopped = !emit(std::move(v));
         return !stopped;
       }));
     }
@@ -403,7 +403,7 @@ class ShuffleDependency final : public ShuffleDependencyBase {
     int64_t records = 0;
     if (map_side_combine()) {
       const Agg& agg = *aggregator_;
-      FlatMap<K, C> combined;
+      HashMap<K, C> combined;
       RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
         auto it = combined.find(kv.first);
         if (it == combined.end()) {
@@ -455,18 +455,18 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
   const std::shared_ptr<ShuffleDependency<K, V, C, Agg>>& shuffle() const { return dep_; }
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<std::pair<K, C>> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<std::pair<K, C>> emit) override {
     if (!dep_->aggregator()) {
       return ForEachRecord<V>(p, tc, [&](K&& k, V&& v) {
         if constexpr (std::is_same_v<V, C>) {
-          return sink(std::pair<K, C>(std::move(k), std::move(v)));
+          return emit(std::pair<K, C>(std::move(k), std::move(v)));
         } else {
           return false;  // unreachable: shuffles without an aggregator have C == V
         }
       });
     }
     const Agg& agg = *dep_->aggregator();
-    FlatMap<K, C> merged;
+    HashMap<K, C> merged;
     Status st;
     if (dep_->map_side_combine()) {
       st = ForEachRecord<C>(p, tc, [&](K&& k, C&& c) {
@@ -491,7 +491,7 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
     }
     RETURN_NOT_OK(st);
     for (auto& [k, c] : merged) {
-      if (!sink(std::pair<K, C>(k, std::move(c)))) break;
+      if (!emit(std::pair<K, C>(k, std::move(c)))) break;
     }
     return Status::OK();
   }
@@ -541,8 +541,8 @@ class CoGroupNode final : public RddNode<std::pair<K, std::pair<std::vector<V>, 
         right_(std::move(right)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<Out> sink) override {
-    FlatMap<K, std::pair<std::vector<V>, std::vector<W>>> groups;
+  Status Compute(int p, TaskContext& tc, Emit<Out> emit) override {
+    HashMap<K, std::pair<std::vector<V>, std::vector<W>>> groups;
     RETURN_NOT_OK(left_->Iterate(p, tc, [&](std::pair<K, V>&& kv) {
       groups[std::move(kv.first)].first.push_back(std::move(kv.second));
       return true;
@@ -552,7 +552,7 @@ class CoGroupNode final : public RddNode<std::pair<K, std::pair<std::vector<V>, 
       return true;
     }));
     for (auto& [k, g] : groups) {
-      if (!sink(Out(k, std::move(g)))) break;
+      if (!emit(Out(k, std::move(g)))) break;
     }
     return Status::OK();
   }

@@ -20,11 +20,11 @@ class TextFileNode final : public RddNode<std::string> {
         splits_(std::move(splits)) {}
 
  protected:
-  Status Compute(int p, TaskContext& tc, Sink<std::string> sink) override {
+  Status Compute(int p, TaskContext& tc, Emit<std::string> emit) override {
     const Split& split = splits_[static_cast<size_t>(p)];
     const int fd = ::open(split.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::FromErrno("open " + split.path, errno);
-    Status st = ReadLines(fd, split, tc, sink);
+    Status st = ReadLines(fd, split, tc, emit);
     ::close(fd);
     return st;
   }
@@ -32,7 +32,7 @@ class TextFileNode final : public RddNode<std::string> {
  private:
   // Reads from begin-1 (to learn whether `begin` starts a line) and emits each line that
   // starts before `end`, including one that runs past it.
-  static Status ReadLines(int fd, const Split& split, TaskContext& tc, Sink<std::string> sink) {
+  static Status ReadLines(int fd, const Split& split, TaskContext& tc, Emit<std::string> emit) {
     int64_t pos = split.begin > 0 ? split.begin - 1 : 0;
     bool skipping = split.begin > 0;  // drop the partial line owned by the previous split
     std::string line;
@@ -62,7 +62,7 @@ class TextFileNode final : public RddNode<std::string> {
             skipping = false;
           } else {
             ++tc.metrics().records_in;
-            if (!sink(std::move(line))) return Status::OK();
+            if (!emit(std::move(line))) return Status::OK();
             line.clear();
           }
         }
@@ -71,7 +71,7 @@ class TextFileNode final : public RddNode<std::string> {
     }
     if (!skipping && !line.empty()) {  // a last line without a newline
       ++tc.metrics().records_in;
-      sink(std::move(line));
+      emit(std::move(line));
     }
     return Status::OK();
   }

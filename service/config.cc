@@ -189,6 +189,18 @@ class Validator {
     return true;
   }
 
+  // `key`'s value, one of `allowed`'s names, as the value it names.
+  template <typename T>
+  bool OneOf(const YAML::Node& parent, const char* key, T* out,
+             const std::map<std::string, T>& allowed) {
+    std::string name;
+    std::set<std::string> names;
+    for (const auto& [n, unused] : allowed) names.insert(n);
+    if (!OneOf(parent, key, &name, names)) return false;
+    *out = allowed.at(name);
+    return true;
+  }
+
   bool OneOf(const YAML::Node& parent, const char* key, std::string* out,
              const std::set<std::string>& allowed) {
     if (!String(parent, key, out)) return false;
@@ -305,11 +317,11 @@ class Validator {
       Error(n, fmt::format("source {} must be a mapping", name));
       return;
     }
-    if (!OneOf(n, "type", &s.type, {"kafka", "file"})) {
+    if (!OneOf(n, "type", &s.type, {{"kafka", SourceType::kKafka}, {"file", SourceType::kFile}})) {
       if (!n["type"]) Error(n, fmt::format("source {}: missing required key 'type'", name));
       return;
     }
-    if (s.type == "file") {
+    if (s.type == SourceType::kFile) {
       Keys(n, "file source " + name, {"type", "path", "max_records_per_batch"});
       if (String(n, "path", &s.path, true) && !FileExists(s.path)) {
         Error(n["path"], fmt::format("source {}: cannot read '{}'", name, s.path));
@@ -333,10 +345,10 @@ class Validator {
       if (s.topics.empty())
         Error(n, fmt::format("kafka source {} needs 'topic' or 'topics'", name));
       String(n, "group_id", &s.group_id);
-      OneOf(n, "starting_offsets", &s.starting_offsets, {"earliest", "latest"});
+      OneOf(n, "starting_offsets", &s.start_at_earliest, {{"earliest", true}, {"latest", false}});
       Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, kMaxRecordsPerBatch);
-      OneOf(n, "on_data_loss", &s.on_data_loss, {"fail", "skip"});
-      OneOf(n, "assignment", &s.assignment, {"group", "all"});
+      OneOf(n, "on_data_loss", &s.fail_on_data_loss, {{"fail", true}, {"skip", false}});
+      OneOf(n, "assignment", &s.group_membership, {{"group", true}, {"all", false}});
       if (const YAML::Node rc = n["rate_control"]) {
         if (Keys(rc, "rate_control", {"initial_rate", "min_rate"})) {
           s.rate_control = true;
@@ -572,8 +584,11 @@ class Validator {
           if (!Keys(s, "sink", {"type", "path", "bootstrap_servers", "topic", "librdkafka"})) {
             continue;
           }
-          if (!OneOf(s, "type", &sink.type, {"json_files", "kafka"})) continue;
-          if (sink.type == "json_files") {
+          if (!OneOf(s, "type", &sink.type,
+                     {{"json_files", SinkType::kJsonFiles}, {"kafka", SinkType::kKafka}})) {
+            continue;
+          }
+          if (sink.type == SinkType::kJsonFiles) {
             String(s, "path", &sink.path, true);
             for (const char* key : {"bootstrap_servers", "topic", "librdkafka"}) {
               if (s[key]) Error(s[key], fmt::format("'{}' is for kafka sinks", key));
@@ -609,7 +624,7 @@ class Validator {
     std::vector<std::pair<fs::path, std::string>> mine;
     const std::string& name = q.aggregation.name;
     for (size_t i = 0; i < q.sinks.size(); ++i) {
-      if (q.sinks[i].type != "json_files") continue;
+      if (q.sinks[i].type != SinkType::kJsonFiles) continue;
       mine.emplace_back(normal(q.sinks[i].path) / name,
                         fmt::format("sink {} of query {}", i + 1, name));
     }

@@ -21,9 +21,12 @@ struct ConfigError {
   std::string ToString() const;
 };
 
+enum class SourceType { kFile, kKafka };
+enum class SinkType { kJsonFiles, kKafka };
+
 struct SourceConfig {
   std::string name;
-  std::string type;  // "file" | "kafka"
+  SourceType type = SourceType::kKafka;  // type: file | kafka
   // file
   std::string path;
   int64_t max_records_per_batch = 100000;
@@ -31,11 +34,12 @@ struct SourceConfig {
   std::string bootstrap_servers;
   std::vector<std::string> topics;
   std::string group_id = "runnel";
-  std::string starting_offsets = "earliest";
+  bool start_at_earliest = true;  // starting_offsets: earliest | latest
   int64_t max_records_per_partition = 200000;
-  std::string on_data_loss = "fail";
-  // "group": join group_id and read the partitions it assigns; "all": read every partition.
-  std::string assignment = "group";
+  bool fail_on_data_loss = true;  // on_data_loss: fail | skip
+  // assignment: group (join group_id and read the partitions it assigns) | all (read every
+  // partition).
+  bool group_membership = true;
   // How long one broker request (metadata, offsets, a range read) may wait before the batch
   // fails and is retried.
   int64_t request_timeout_ms = 30000;
@@ -47,8 +51,8 @@ struct SourceConfig {
 };
 
 struct SinkConfig {
-  std::string type;  // "json_files" | "kafka"
-  std::string path;  // json_files
+  SinkType type = SinkType::kJsonFiles;  // type: json_files | kafka
+  std::string path;                      // json_files
   // kafka
   std::string bootstrap_servers;
   std::string topic;

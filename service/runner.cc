@@ -11,8 +11,6 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <boost/beast/core/detail/base64.hpp>
-#include <boost/json.hpp>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/state_dir.h"
@@ -27,27 +25,15 @@
 #include "service/systemd_notify.h"
 #include "sinks/json_file_sink.h"
 #include "sinks/kafka_sink.h"
+#include "sinks/rejected_record.h"
 #include "sources/file_source.h"
 #include "sources/kafka_source.h"
 #include "state/rocksdb_store.h"
 #include "streaming/aggregation_query.h"
+#include "streaming/available_now.h"
 
 namespace runnel::service {
 namespace {
-
-// A record that did not make it into the aggregates (dead letter or late), as a JSON line.
-// A line that is not valid UTF-8 is kept exactly, in base64 beside a readable copy.
-std::string RejectedRecord(BatchId batch, size_t index, std::string_view reason,
-                           const std::string& line) {
-  boost::json::object record{
-      {"_id", fmt::format("{}-{}", batch, index)}, {"reason", reason}, {"line", ToValidUtf8(line)}};
-  if (record["line"].as_string() != line) {
-    std::string encoded(boost::beast::detail::base64::encoded_size(line.size()), '\0');
-    encoded.resize(boost::beast::detail::base64::encode(encoded.data(), line.data(), line.size()));
-    record["line_base64"] = encoded;
-  }
-  return boost::json::serialize(record);
-}
 
 std::optional<streaming::RateControlOptions> RateControl(const SourceConfig& source) {
   if (!source.rate_control) return std::nullopt;
@@ -89,7 +75,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
   rq->ssc = std::make_unique<streaming::StreamingContext>(
       engine, streaming::StreamingOptions{.batch_interval = Millis(qc.batch_interval_ms),
                                           .first_batch_id = next.record.batch_id});
-  if (source.type == "file") {
+  if (source.type == SourceType::kFile) {
     ASSIGN_OR_RETURN(
         auto file, sources::FileSource::Make(rq->ssc.get(),
                                              {.path = source.path,
@@ -105,10 +91,10 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
                                       .bootstrap_servers = source.bootstrap_servers,
                                       .topics = source.topics,
                                       .group_id = source.group_id,
-                                      .group_membership = source.assignment == "group",
-                                      .start_at_earliest = source.starting_offsets == "earliest",
+                                      .group_membership = source.group_membership,
+                                      .start_at_earliest = source.start_at_earliest,
                                       .max_records_per_partition = source.max_records_per_partition,
-                                      .fail_on_data_loss = source.on_data_loss == "fail",
+                                      .fail_on_data_loss = source.fail_on_data_loss,
                                       .librdkafka = source.librdkafka,
                                       .timeout_ms = static_cast<int>(source.request_timeout_ms),
                                       .rate_control = RateControl(source)}));
@@ -119,7 +105,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
     rq->stream.emplace(kafka);
   }
   for (const SinkConfig& s : qc.sinks) {
-    if (s.type == "kafka") {
+    if (s.type == SinkType::kKafka) {
       ASSIGN_OR_RETURN(auto sink, sinks::KafkaSink::Make({.bootstrap_servers = s.bootstrap_servers,
                                                           .topic = s.topic,
                                                           .librdkafka = s.librdkafka}));
@@ -137,10 +123,10 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
     ASSIGN_OR_RETURN(rq->late_output,
                      JsonSink(qc.late_output_path, name, store->incarnation(), has_batches));
     auto* late = rq->late_output.get();
-    rq->query->SetLateSink([late](BatchId batch, const std::vector<std::string>& lines) {
+    rq->query->SetLateOutput([late](BatchId batch, const std::vector<std::string>& lines) {
       std::vector<std::string> records;
       for (const auto& l : lines) {
-        records.push_back(RejectedRecord(batch, records.size(), "late", l));
+        records.push_back(sinks::RejectedRecord(batch, records.size(), "late", l));
       }
       return late->Write(batch, records);
     });
@@ -157,7 +143,7 @@ Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* 
         if (dead == nullptr) return Status::OK();
         std::vector<std::string> lines;
         for (const auto& r : invalid) {
-          lines.push_back(RejectedRecord(batch, lines.size(), r.reason, r.line));
+          lines.push_back(sinks::RejectedRecord(batch, lines.size(), r.reason, r.line));
         }
         return dead->Write(batch, lines);
       });
@@ -177,267 +163,342 @@ sigset_t BlockTerminationSignals() {
   return signals;
 }
 
-int RunService(const Config& config, const RunOptions& options) {
-  auto log = Logger("service");
-  // Signals are taken by sigwait on this thread; block them before any thread starts.
-  const sigset_t signals = BlockTerminationSignals();
+namespace {
 
-  auto engine = engine::Context::Make(
-      {.workers = config.workers, .memory_budget_bytes = config.memory_budget_bytes});
-  if (!engine.ok()) {
-    log->error("engine: {}", engine.status().ToString());
-    return kExitFailure;
+// `runnel run` in named phases: lock, open, recover, serve, then run (until a signal, or until
+// the sources are drained with --available-now) and drain. Each phase returns a Status; the
+// exit code comes from ExitCodeFor. Wiring only: the work is in the modules it calls.
+class Service {
+ public:
+  Service(const Config& config, const RunOptions& options, sigset_t signals)
+      : config_(config), options_(options), signals_(signals), log_(Logger("service")) {}
+
+  int Run() {
+    RunPhase phase = RunPhase::kStart;
+    // Each failure is logged once, as "<what>: <status>", and mapped to its exit code.
+    auto failed = [&](std::string_view what, const Status& st) {
+      if (what.empty()) {
+        log_->error("{}", st.ToString());
+      } else {
+        log_->error("{}: {}", what, st.ToString());
+      }
+      return ExitCodeFor(phase, st);
+    };
+    if (Status st = Start(); !st.ok()) return failed("engine", st);
+    phase = RunPhase::kLock;
+    if (Status st = Lock(); !st.ok()) return failed("state", st);
+    phase = RunPhase::kOpen;
+    if (Status st = Open(); !st.ok()) return failed("state", st);
+    phase = RunPhase::kServe;
+    if (Status st = Serve(); !st.ok()) return failed("http", st);
+    phase = RunPhase::kRecover;
+    if (Status st = Recover(); !st.ok()) return failed("", st);  // its errors name the query
+    std::string what;  // what a failure of the phase is about
+    phase = RunPhase::kRun;
+    if (options_.available_now) {
+      if (Status st = CatchUp(&what); !st.ok()) return failed(what, st);
+      return kExitOk;
+    }
+    if (Status st = StartQueries(&what); !st.ok()) return failed(what, st);
+    const bool query_failed = AwaitSignal();
+    phase = RunPhase::kDrain;
+    if (Status st = Drain(); !st.ok()) return ExitCodeFor(phase, st);  // Drain logs each
+    return query_failed ? kExitFailure : kExitOk;
   }
+
+ private:
+  Status Start() {
+    ASSIGN_OR_RETURN(engine_,
+                     engine::Context::Make({.workers = config_.workers,
+                                            .memory_budget_bytes = config_.memory_budget_bytes}));
+    return Status::OK();
+  }
+
   // One process owns a state directory: nothing in it is touched before the lock is held.
-  auto lock = checkpoint::StateDirLock::Acquire(config.state_dir);
-  if (!lock.ok()) {
-    log->error("state: {}", lock.status().ToString());
-    return lock.status().code() == StatusCode::kUnavailable ? kExitStateDirBusy : kExitFailure;
+  Status Lock() {
+    ASSIGN_OR_RETURN(lock_, checkpoint::StateDirLock::Acquire(config_.state_dir));
+    return Status::OK();
   }
-  // RUNNEL_DISK_FAULT_FILE (tests only): state writes fail while that file exists.
-  const char* disk_fault = std::getenv("RUNNEL_DISK_FAULT_FILE");  // NOLINT(concurrency-mt-unsafe)
-  auto store = checkpoint::OpenState(config.state_dir,
-                                     {.block_cache_bytes = config.state_block_cache_bytes,
-                                      .write_buffer_bytes = config.state_write_buffer_bytes,
-                                      .disk_fault_file = disk_fault ? disk_fault : ""});
-  if (!store.ok()) {
-    log->error("state: {}", store.status().ToString());
-    return kExitFailure;
-  }
-  Metrics metrics;
-  // Listed after OpenState, so a database it set aside just now is logged and counted too.
-  const std::vector<std::string> broken = checkpoint::BrokenStates(config.state_dir);
-  for (const std::string& dir : broken) {
-    log->warn(
-        "state: {} is a database set aside as corrupt; inspect it and remove it when done "
-        "(runnel never deletes it)",
-        dir);
-  }
-  metrics.SetBrokenStates(static_cast<int64_t>(broken.size()));
-  auto* db = store->get();
-  metrics.SetStorageProbe([db] { return db->Tickers(); });
-  metrics.SetEngineProbe([context = engine->get()] {
-    const auto totals = context->task_totals();
-    return std::pair(totals.succeeded, totals.failed);
-  });
-  std::vector<RunningQuery> queries(config.queries.size());
-  // After each checkpoint, its Kafka offsets go to the consumer group (for lag tools).
-  auto commit_to_groups = [&queries, log](const checkpoint::v1::Manifest& manifest) {
-    for (const checkpoint::v1::QueryState& q : manifest.queries()) {
-      for (RunningQuery& rq : queries) {
-        if (rq.kafka == nullptr || rq.config->aggregation.name != q.name()) continue;
-        auto record = checkpoint::QueryRecord(q);
-        Status st = record.ok() ? rq.kafka->CommitToGroup(record->positions) : record.status();
-        if (!st.ok()) {
-          log->warn("query {}: {}", q.name(), st.ToString());
+
+  Status Open() {
+    // RUNNEL_DISK_FAULT_FILE (tests only): state writes fail while that file exists.
+    const char* disk_fault =
+        std::getenv("RUNNEL_DISK_FAULT_FILE");  // NOLINT(concurrency-mt-unsafe)
+    ASSIGN_OR_RETURN(store_,
+                     checkpoint::OpenState(config_.state_dir,
+                                           {.block_cache_bytes = config_.state_block_cache_bytes,
+                                            .write_buffer_bytes = config_.state_write_buffer_bytes,
+                                            .disk_fault_file = disk_fault ? disk_fault : ""}));
+    // Listed after OpenState, so a database it set aside just now is logged and counted too.
+    const std::vector<std::string> broken = checkpoint::BrokenStates(config_.state_dir);
+    for (const std::string& dir : broken) {
+      log_->warn(
+          "state: {} is a database set aside as corrupt; inspect it and remove it when done "
+          "(runnel never deletes it)",
+          dir);
+    }
+    metrics_.SetBrokenStates(static_cast<int64_t>(broken.size()));
+    auto* db = store_.get();
+    metrics_.SetStorageProbe([db] { return db->Tickers(); });
+    metrics_.SetEngineProbe([context = engine_.get()] {
+      const auto totals = context->task_totals();
+      return std::pair(totals.succeeded, totals.failed);
+    });
+    // After each checkpoint, its Kafka offsets go to the consumer group (for lag tools).
+    auto commit_to_groups = [this](const checkpoint::v1::Manifest& manifest) {
+      for (const checkpoint::v1::QueryState& q : manifest.queries()) {
+        for (RunningQuery& rq : queries_) {
+          if (rq.kafka == nullptr || rq.config->aggregation.name != q.name()) continue;
+          auto record = checkpoint::QueryRecord(q);
+          Status st = record.ok() ? rq.kafka->CommitToGroup(record->positions) : record.status();
+          if (!st.ok()) log_->warn("query {}: {}", q.name(), st.ToString());
         }
       }
-    }
-  };
-  Checkpointer checkpointer({.state_dir = config.state_dir,
-                             .keep = config.checkpoint_keep,
-                             .every_ms = config.checkpoint_every_ms,
-                             .every_batches = config.checkpoint_every_batches,
-                             .on_checkpoint = commit_to_groups},
-                            db, &metrics);
-  SystemdNotifier notifier;
-  Health health;
-  std::atomic<bool> ready{false};
-  ApiContext api{.metrics = &metrics,
-                 .ready = &ready,
-                 .problems = [&health] { return health.Problems(); },
-                 .token = config.http_token};
-  std::unique_ptr<HttpServer> http;
-  if (!options.available_now) {
-    auto server =
-        HttpServer::Start({.listen = config.http_listen,
-                           .max_connections = static_cast<size_t>(config.http_max_connections)},
-                          MakeApiHandler(&api));
-    if (!server.ok()) {
-      log->error("http: {}", server.status().ToString());
-      return kExitFailure;
-    }
-    http = std::move(server).value();
-    log->info("serving http on port {} ({}): /metrics, /readyz, /v1/queries", http->port(),
-              config.http_listen);
+    };
+    checkpointer_ = std::make_unique<Checkpointer>(
+        CheckpointerOptions{.state_dir = config_.state_dir,
+                            .keep = config_.checkpoint_keep,
+                            .every_ms = config_.checkpoint_every_ms,
+                            .every_batches = config_.checkpoint_every_batches,
+                            .on_checkpoint = commit_to_groups},
+        db, &metrics_);
+    api_ = ApiContext{.metrics = &metrics_,
+                      .ready = &ready_,
+                      .problems = [this] { return health_.Problems(); },
+                      .token = config_.http_token};
+    return Status::OK();
   }
-  for (size_t i = 0; i < config.queries.size(); ++i) {
-    Status st = BuildQuery(config, config.queries[i], engine->get(), store->get(), &queries[i]);
-    if (!st.ok()) {
-      log->error("{}", st.ToString());
-      if (st.code() == StatusCode::kFailedPrecondition) return kExitConfig;  // definition changed
-      return st.code() == StatusCode::kNotImplemented ? kExitUnavailable : kExitFailure;
-    }
-  }
-  for (RunningQuery& rq : queries) {
-    const std::string& name = rq.config->aggregation.name;
-    rq.ssc->AddListener(metrics.ForQuery(name, rq.query, [db, name] {
-      const state::NamespaceStats stats = db->Stats(name);
-      return StateSize{.keys = stats.keys, .bytes = stats.bytes};
-    }));
-    rq.ssc->AddListener(checkpointer.listener());
-    rq.ssc->AddListener(health.ForQuery(name));
-    if (rq.kafka != nullptr) {
-      auto* kafka = rq.kafka;
-      metrics.AddKafkaProbe(rq.config->source, [kafka] {
-        KafkaSourceStats stats{.fetch_errors = kafka->fetch_errors(),
-                               .rebalances = kafka->rebalances(),
-                               .records_lost = kafka->records_lost(),
-                               .assigned_partitions = static_cast<int64_t>(kafka->Owned().size())};
-        for (const auto& p : kafka->Lag()) stats.lag.push_back({p.topic, p.partition, p.records});
-        return stats;
-      });
-      health.AddProbe([kafka, source = rq.config->source] {
-        const std::string why = kafka->Trouble();
-        return why.empty() ? why : fmt::format("source {}: {}", source, why);
-      });
-    }
-    rq.ssc->AddListener(notifier.listener());
-    api.queries.push_back({.name = name,
-                           .source = rq.config->source,
-                           .batch_interval_ms = rq.config->batch_interval_ms,
-                           .query = rq.query,
-                           .ssc = rq.ssc.get()});
-  }
-  ready = true;  // state recovered, sources connected
-  notifier.Ready(fmt::format("{} queries recovered, running", queries.size()));
-  checkpointer.Start();
 
-  if (options.available_now) {
-    // A signal stops the catch-up (also a batch waiting to retry); committed batches stay.
+  // The HTTP surface, up before recovery so /readyz says why the service is not ready yet.
+  Status Serve() {
+    if (options_.available_now) return Status::OK();
+    ASSIGN_OR_RETURN(
+        http_,
+        HttpServer::Start({.listen = config_.http_listen,
+                           .max_connections = static_cast<size_t>(config_.http_max_connections)},
+                          MakeApiHandler(&api_)));
+    log_->info("serving http on port {} ({}): /metrics, /readyz, /v1/queries", http_->port(),
+               config_.http_listen);
+    return Status::OK();
+  }
+
+  // Every query from its last committed batch, its sources connected, its listeners wired.
+  Status Recover() {
+    queries_.resize(config_.queries.size());
+    for (size_t i = 0; i < config_.queries.size(); ++i) {
+      RETURN_NOT_OK(
+          BuildQuery(config_, config_.queries[i], engine_.get(), store_.get(), &queries_[i]));
+    }
+    auto* db = store_.get();
+    for (RunningQuery& rq : queries_) {
+      const std::string& name = rq.config->aggregation.name;
+      rq.ssc->AddListener(metrics_.ForQuery(name, rq.query, [db, name] {
+        const state::NamespaceStats stats = db->Stats(name);
+        return StateSize{.keys = stats.keys, .bytes = stats.bytes};
+      }));
+      rq.ssc->AddListener(checkpointer_->listener());
+      rq.ssc->AddListener(health_.ForQuery(name));
+      if (rq.kafka != nullptr) WireKafka(rq);
+      rq.ssc->AddListener(notifier_.listener());
+      api_.queries.push_back({.name = name,
+                              .source = rq.config->source,
+                              .batch_interval_ms = rq.config->batch_interval_ms,
+                              .query = rq.query,
+                              .ssc = rq.ssc.get()});
+    }
+    ready_ = true;  // state recovered, sources connected
+    notifier_.Ready(fmt::format("{} queries recovered, running", queries_.size()));
+    checkpointer_->Start();
+    return Status::OK();
+  }
+
+  void WireKafka(RunningQuery& rq) {
+    auto* kafka = rq.kafka;
+    metrics_.AddKafkaProbe(rq.config->source, [kafka] {
+      KafkaSourceStats stats{.fetch_errors = kafka->fetch_errors(),
+                             .rebalances = kafka->rebalances(),
+                             .records_lost = kafka->records_lost(),
+                             .assigned_partitions = static_cast<int64_t>(kafka->Owned().size())};
+      for (const auto& p : kafka->Lag()) stats.lag.push_back({p.topic, p.partition, p.records});
+      return stats;
+    });
+    health_.AddProbe([kafka, source = rq.config->source] {
+      const std::string why = kafka->Trouble();
+      return why.empty() ? why : fmt::format("source {}: {}", source, why);
+    });
+  }
+
+  // --available-now: every query until its sources hold nothing unplanned, then a final
+  // checkpoint. A signal stops the catch-up (also a batch waiting to retry); committed
+  // batches stay.
+  Status CatchUp(std::string* what) {
     std::atomic<bool> interrupted{false};
-    std::jthread stopper([&signals, &queries, &interrupted, log](std::stop_token stop) {
+    std::jthread stopper([this, &interrupted](std::stop_token stop) {
       const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
       while (!stop.stop_requested()) {
-        if (sigtimedwait(&signals, nullptr, &poll) > 0) {
-          log->warn("signal: stopping the catch-up after the running batch");
+        if (sigtimedwait(&signals_, nullptr, &poll) > 0) {
+          log_->warn("signal: stopping the catch-up after the running batch");
           interrupted = true;
-          for (RunningQuery& rq : queries) rq.ssc->Stop(Millis(0)).IgnoreError();
+          for (RunningQuery& rq : queries_) rq.ssc->Stop(Millis(0)).IgnoreError();
           return;
         }
       }
     });
-    for (RunningQuery& rq : queries) {
+    for (RunningQuery& rq : queries_) {
+      const std::string& name = rq.config->aggregation.name;
       // Batch times on the query's grid, starting now.
-      TimePoint t = SystemClock::Get().Now();
-      while (!interrupted && rq.input->HasPendingData()) {
-        Status st = rq.ssc->RunBatch(t);
-        t += Millis(rq.config->batch_interval_ms);
-        if (!st.ok()) {
-          log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
-          return kExitFailure;
-        }
-      }
+      *what = "query " + name;
+      auto ran =
+          streaming::RunAvailableNow(*rq.ssc, *rq.input, SystemClock::Get().Now(), interrupted);
+      RETURN_NOT_OK(ran.status());
       const auto counters = rq.query->counters();
       int64_t invalid = 0;
       for (const auto& [reason, n] : counters.invalid) invalid += n;
-      log->info("query {}: caught up after {} batches: {} records, {} invalid, {} late",
-                rq.config->aggregation.name, counters.batches, counters.records, invalid,
-                counters.late);
+      log_->info("query {}: caught up after {} batches: {} records, {} invalid, {} late", name,
+                 counters.batches, counters.records, invalid, counters.late);
     }
-    if (Status st = checkpointer.Final(); !st.ok()) {
-      log->error("final checkpoint: {}", st.ToString());
-      return kExitFailure;
-    }
-    return interrupted ? kExitFailure : kExitOk;
+    *what = "final checkpoint";
+    RETURN_NOT_OK(checkpointer_->Final());
+    *what = "catch-up";
+    if (interrupted) return Status::Cancelled("interrupted by a signal");
+    return Status::OK();
   }
 
-  for (RunningQuery& rq : queries) {
-    Status st = rq.ssc->Start();
-    if (!st.ok()) {
-      log->error("query {}: {}", rq.config->aggregation.name, st.ToString());
-      return kExitFailure;
+  Status StartQueries(std::string* what) {
+    for (RunningQuery& rq : queries_) {
+      *what = "query " + rq.config->aggregation.name;
+      RETURN_NOT_OK(rq.ssc->Start());
+    }
+    if (options_.progress_log_ms > 0) {
+      reporter_ = std::jthread([this](std::stop_token token) { ReportProgress(token); });
+    }
+    // A query that fails stops the service: wake the signal wait.
+    for (RunningQuery& rq : queries_) {
+      watchers_.emplace_back([this, &rq] {
+        Status st = rq.ssc->AwaitTermination();
+        if (!st.ok() && !query_failed_.exchange(true)) {
+          log_->error("query {} stopped: {}", rq.config->aggregation.name, st.ToString());
+          kill(getpid(), SIGTERM);
+        }
+      });
+    }
+    return Status::OK();
+  }
+
+  void ReportProgress(std::stop_token token) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mu);
+    while (true) {
+      cv.wait_for(lock, token, std::chrono::milliseconds(options_.progress_log_ms),
+                  [] { return false; });
+      if (token.stop_requested()) break;
+      for (RunningQuery& rq : queries_) {
+        const auto c = rq.query->counters();
+        const auto progress = rq.ssc->RecentProgress();
+        const double last = progress.empty() ? 0 : progress.back().processing_seconds;
+        const int64_t wm = rq.query->watermark();
+        const std::string line =
+            fmt::format("{}: {} batches, {} records, {} late; last batch {:.3f}s; watermark {}",
+                        rq.config->aggregation.name, c.batches, c.records, c.late, last,
+                        wm == INT64_MIN ? "none" : streaming::FormatIsoTimestamp(wm));
+        log_->info("{}", line);
+        notifier_.Status(line);
+      }
     }
   }
-  std::jthread reporter;
-  if (options.progress_log_ms > 0) {
-    reporter = std::jthread([&queries, &options, &notifier, log](std::stop_token token) {
-      std::mutex mu;
-      std::condition_variable_any cv;
-      std::unique_lock lock(mu);
-      while (true) {
-        cv.wait_for(lock, token, std::chrono::milliseconds(options.progress_log_ms),
-                    [] { return false; });
-        if (token.stop_requested()) break;
-        for (RunningQuery& rq : queries) {
-          const auto c = rq.query->counters();
-          const auto progress = rq.ssc->RecentProgress();
-          const double last = progress.empty() ? 0 : progress.back().processing_seconds;
-          const int64_t wm = rq.query->watermark();
-          const std::string line =
-              fmt::format("{}: {} batches, {} records, {} late; last batch {:.3f}s; watermark {}",
-                          rq.config->aggregation.name, c.batches, c.records, c.late, last,
-                          wm == INT64_MIN ? "none" : streaming::FormatIsoTimestamp(wm));
-          log->info("{}", line);
-          notifier.Status(line);
+
+  // Waits for SIGTERM or SIGINT (or a failed query, which raises SIGTERM). True when a query
+  // failed.
+  bool AwaitSignal() {
+    int sig = 0;
+    sigwait(&signals_, &sig);
+    const bool failed = query_failed_.load();
+    notifier_.Stopping(failed ? "a query failed: stopping" : "draining: finishing running batches");
+    log_->info("{}: draining (finishing running batches, at most {} ms)",
+               failed ? "query failure" : strsignal(sig), config_.shutdown_timeout_ms);
+    return failed;
+  }
+
+  // Every query finishes its running batch (within shutdown_timeout), then a final checkpoint.
+  Status Drain() {
+    // A second signal while draining exits at once: every commit is atomic, so state stays
+    // consistent and the next start resumes from the last committed batch.
+    std::jthread second_signal([this](std::stop_token stop) {
+      const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
+      while (!stop.stop_requested()) {
+        if (sigtimedwait(&signals_, nullptr, &poll) > 0) {
+          log_->warn("second signal: exiting now, without waiting for running batches");
+          spdlog::shutdown();
+          _exit(kExitFailure);
         }
       }
     });
-  }
-  // A query that fails stops the service: wake the signal wait.
-  std::atomic<bool> failed{false};
-  std::vector<std::jthread> watchers;
-  for (RunningQuery& rq : queries) {
-    watchers.emplace_back([&rq, &failed, log] {
-      Status st = rq.ssc->AwaitTermination();
-      if (!st.ok() && !failed.exchange(true)) {
-        log->error("query {} stopped: {}", rq.config->aggregation.name, st.ToString());
-        kill(getpid(), SIGTERM);
+    Status result;
+    // shutdown_timeout bounds the whole drain: every query stops at once, each within it.
+    std::vector<Status> stopped(queries_.size());
+    {
+      std::vector<std::jthread> stoppers;
+      for (size_t i = 0; i < queries_.size(); ++i) {
+        stoppers.emplace_back(
+            [&, i] { stopped[i] = queries_[i].ssc->Stop(Millis(config_.shutdown_timeout_ms)); });
       }
-    });
-  }
-  int sig = 0;
-  sigwait(&signals, &sig);
-  notifier.Stopping(failed ? "a query failed: stopping" : "draining: finishing running batches");
-  log->info("{}: draining (finishing running batches, at most {} ms)",
-            failed ? "query failure" : strsignal(sig), config.shutdown_timeout_ms);
-  // A second signal while draining exits at once: every commit is atomic, so state stays
-  // consistent and the next start resumes from the last committed batch.
-  std::jthread second_signal([&signals, log](std::stop_token stop) {
-    const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
-    while (!stop.stop_requested()) {
-      if (sigtimedwait(&signals, nullptr, &poll) > 0) {
-        log->warn("second signal: exiting now, without waiting for running batches");
+    }
+    for (size_t i = 0; i < queries_.size(); ++i) {
+      if (stopped[i].ok()) continue;
+      log_->error("query {}: {}", queries_[i].config->aggregation.name, stopped[i].ToString());
+      if (result.ok()) result = stopped[i];
+      if (stopped[i].code() == StatusCode::kDeadlineExceeded) {
+        // A batch still running past the timeout: exit now. Every commit is atomic, so the
+        // next start resumes from the last committed batch.
+        log_->error("shutdown_timeout ({} ms) passed with a batch still running: exiting",
+                    config_.shutdown_timeout_ms);
+        notifier_.Stopping("shutdown_timeout passed: exiting");
         spdlog::shutdown();
         _exit(kExitFailure);
       }
     }
-  });
-  int code = failed ? kExitFailure : kExitOk;
-  // shutdown_timeout bounds the whole drain: every query stops at once, each within it.
-  std::vector<Status> stopped(queries.size());
-  {
-    std::vector<std::jthread> stoppers;
-    for (size_t i = 0; i < queries.size(); ++i) {
-      stoppers.emplace_back(
-          [&, i] { stopped[i] = queries[i].ssc->Stop(Millis(config.shutdown_timeout_ms)); });
+    for (auto& w : watchers_) w.join();
+    if (Status st = checkpointer_->Final(); !st.ok()) {
+      log_->error("final checkpoint: {}", st.ToString());
+      if (result.ok()) result = st;
     }
-  }
-  for (size_t i = 0; i < queries.size(); ++i) {
-    if (stopped[i].ok()) continue;
-    log->error("query {}: {}", queries[i].config->aggregation.name, stopped[i].ToString());
-    code = kExitFailure;
-    if (stopped[i].code() == StatusCode::kDeadlineExceeded) {
-      // A batch still running past the timeout: exit now. Every commit is atomic, so the
-      // next start resumes from the last committed batch.
-      log->error("shutdown_timeout ({} ms) passed with a batch still running: exiting",
-                 config.shutdown_timeout_ms);
-      notifier.Stopping("shutdown_timeout passed: exiting");
-      spdlog::shutdown();
-      _exit(kExitFailure);
+    if (reporter_.joinable()) {
+      reporter_.request_stop();
+      reporter_.join();
     }
+    if (http_) http_->Stop();
+    return result;
   }
-  for (auto& w : watchers) w.join();
-  if (Status st = checkpointer.Final(); !st.ok()) {
-    log->error("final checkpoint: {}", st.ToString());
-    code = kExitFailure;
-  }
-  if (reporter.joinable()) {
-    reporter.request_stop();
-    reporter.join();
-  }
-  if (http) http->Stop();
-  return code;
+
+  const Config& config_;
+  const RunOptions& options_;
+  sigset_t signals_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<engine::Context> engine_;
+  std::unique_ptr<checkpoint::StateDirLock> lock_;
+  std::unique_ptr<state::RocksDbStateStore> store_;
+  Metrics metrics_;
+  // Destroyed in reverse: the HTTP server first, then what it and the checkpointer's thread
+  // read (the API context, the queries), then the store and the lock.
+  std::vector<RunningQuery> queries_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  SystemdNotifier notifier_;
+  Health health_;
+  std::atomic<bool> ready_{false};
+  ApiContext api_;
+  std::unique_ptr<HttpServer> http_;
+  std::atomic<bool> query_failed_{false};
+  std::jthread reporter_;
+  std::vector<std::jthread> watchers_;
+};
+
+}  // namespace
+
+int RunService(const Config& config, const RunOptions& options) {
+  // Signals are taken by sigwait on this thread; block them before any thread starts.
+  const sigset_t signals = BlockTerminationSignals();
+  return Service(config, options, signals).Run();
 }
 
 }  // namespace runnel::service

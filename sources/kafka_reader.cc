@@ -59,7 +59,7 @@ std::string KafkaRangeReader::Trouble() const {
 }
 
 Status KafkaRangeReader::Read(const OffsetRange& range, engine::TaskContext& tc,
-                              engine::Sink<std::string> sink) {
+                              engine::Emit<std::string> emit) {
   const TopicPartition tp(range.topic, range.partition);
   ASSIGN_OR_RETURN(std::shared_ptr<Consumer> consumer, ConsumerFor(tp));
   std::lock_guard consumer_lock(consumer->mu);
@@ -128,7 +128,7 @@ Status KafkaRangeReader::Read(const OffsetRange& range, engine::TaskContext& tc,
       std::string value = msg->payload == nullptr
                               ? std::string()
                               : std::string(static_cast<const char*>(msg->payload), msg->len);
-      stopped = !sink(std::move(value));
+      stopped = !emit(std::move(value));
     }
     if (offset >= consumer->next) {
       consumer->next = offset + 1;

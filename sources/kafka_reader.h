@@ -1,5 +1,5 @@
 // KafkaRangeReader: the Kafka source's readers. Reads one offset range of one partition into a
-// task's sink, on a consumer cached per partition and reused across batches: a range that
+// task's emit, on a consumer cached per partition and reused across batches: a range that
 // starts where the previous one ended is read without a seek, and no record is read twice in
 // the normal path.
 //
@@ -30,7 +30,7 @@ class KafkaRangeReader {
  public:
   explicit KafkaRangeReader(KafkaSourceOptions options) : options_(std::move(options)) {}
 
-  Status Read(const OffsetRange& range, engine::TaskContext& tc, engine::Sink<std::string> sink);
+  Status Read(const OffsetRange& range, engine::TaskContext& tc, engine::Emit<std::string> emit);
   // Closes the partition's consumer (the partition was revoked) and forgets its stall.
   void Drop(const TopicPartition& tp);
   // Closes every consumer.

@@ -337,8 +337,8 @@ Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Read(
   const int n = static_cast<int>(plan.size());
   return std::optional(engine::FromSource<std::string>(
       this->ssc().engine(), "kafka", n,
-      [this, ranges = plan](int p, engine::TaskContext& tc, engine::Sink<std::string> sink) {
-        return reader_.Read(ranges[static_cast<size_t>(p)], tc, sink);
+      [this, ranges = plan](int p, engine::TaskContext& tc, engine::Emit<std::string> emit) {
+        return reader_.Read(ranges[static_cast<size_t>(p)], tc, emit);
       }));
 }
 

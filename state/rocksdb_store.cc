@@ -16,6 +16,7 @@
 #include "common/file_util.h"
 #include "state/fault_fs.h"
 #include "state/state.pb.h"
+#include "streaming/state_key.h"
 
 namespace runnel::state {
 namespace {
@@ -78,22 +79,13 @@ Result<streaming::CommittedBatch> DecodeCommitted(std::string_view in) {
   }
 }
 
-// The time at the end of a state key: 8 big-endian bytes with the sign bit flipped.
-bool KeyTime(const rocksdb::Slice& key, int64_t* t) {
-  if (key.size() < 8) return false;
-  uint64_t u = 0;
-  for (size_t i = key.size() - 8; i < key.size(); ++i) u = (u << 8) | static_cast<uint8_t>(key[i]);
-  *t = static_cast<int64_t>(u ^ (uint64_t{1} << 63));
-  return true;
-}
-
 class RetentionFilter final : public rocksdb::CompactionFilter {
  public:
   explicit RetentionFilter(int64_t cutoff) : cutoff_(cutoff) {}
   bool Filter(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& /*value*/,
               std::string* /*new_value*/, bool* /*value_changed*/) const override {
     int64_t t = 0;
-    return KeyTime(key, &t) && t < cutoff_;
+    return streaming::StateKeyTime(key.ToStringView(), &t) && t < cutoff_;
   }
   const char* Name() const override { return "runnel.RetentionFilter"; }
 

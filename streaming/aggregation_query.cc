@@ -22,60 +22,7 @@ std::vector<T> Concat(std::vector<T> a, std::vector<T> b) {
   return a;
 }
 
-void PutBigEndian(uint64_t v, std::string* out) {
-  for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
-}
-
 }  // namespace
-
-std::string EncodeStateKey(const std::vector<std::string>& group_values, EventTimeMs window_start) {
-  std::string key;
-  size_t size = 8;
-  for (const std::string& v : group_values) size += v.size() + 2;
-  key.reserve(size);
-  for (const std::string& v : group_values) {
-    if (v.find('\0') == std::string::npos) {
-      key.append(v);  // the common case: nothing to escape
-    } else {
-      for (char c : v) {
-        key.push_back(c);
-        if (c == '\0') key.push_back('\xff');
-      }
-    }
-    key.append("\0\x01", 2);
-  }
-  PutBigEndian(static_cast<uint64_t>(window_start) ^ (uint64_t{1} << 63), &key);
-  return key;
-}
-
-Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std::string>* values,
-                      EventTimeMs* window_start) {
-  values->clear();
-  size_t i = 0;
-  for (size_t g = 0; g < group_count; ++g) {
-    std::string v;
-    while (true) {
-      if (i + 1 >= key.size()) return Status::Corruption("state key: truncated group value");
-      if (key[i] == '\0') {
-        if (key[i + 1] == '\x01') {
-          i += 2;
-          break;
-        }
-        if (key[i + 1] != '\xff') return Status::Corruption("state key: bad escape");
-        v.push_back('\0');
-        i += 2;
-      } else {
-        v.push_back(key[i++]);
-      }
-    }
-    values->push_back(std::move(v));
-  }
-  if (key.size() - i != 8) return Status::Corruption("state key: bad time suffix");
-  uint64_t t = 0;
-  for (; i < key.size(); ++i) t = (t << 8) | static_cast<uint8_t>(key[i]);
-  *window_start = static_cast<EventTimeMs>(t ^ (uint64_t{1} << 63));
-  return Status::OK();
-}
 
 Result<std::shared_ptr<AggregationQuery>> AggregationQuery::Make(AggregationOptions options,
                                                                  StateStore* store) {
@@ -167,13 +114,27 @@ Result<CommittedBatch> AggregationQuery::Recover() {
   return next;
 }
 
-void AggregationQuery::Attach(const DStream<std::string>& lines, RecordSink sink,
-                              DeadLetterSink dead_letters) {
-  sink_ = std::move(sink);
+void AggregationQuery::Attach(const DStream<std::string>& lines, OutputFn sink,
+                              DeadLetterFn dead_letters) {
+  output_ = std::move(sink);
   dead_letters_ = std::move(dead_letters);
   lines.ForeachRdd(
       [this](const engine::Rdd<std::string>& rdd, BatchInfo* info) { return RunBatch(rdd, info); });
 }
+
+// What reading one batch found: the changed keys' partial rows (sorted by key) and what the
+// accumulators counted.
+struct AggregationQuery::Scan {
+  std::vector<std::pair<std::string, AggRow>> changed;
+  int64_t records = 0;
+  int64_t late = 0;
+  int64_t filtered = 0;
+  EventTimeMs max_event_time = Watermark::kNone;
+  std::map<std::string, int64_t> invalid;  // by reason
+  int64_t invalid_total = 0;
+  std::vector<InvalidRecord> dead;      // kept unless on_invalid: skip
+  std::vector<std::string> late_lines;  // kept with a late sink
+};
 
 Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchInfo* info) {
   const BatchId batch_id = info->progress.batch_id;
@@ -185,6 +146,55 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     next_watermark = watermark_;
   }
   const EventTimeMs watermark_now = next_watermark.current();
+  ASSIGN_OR_RETURN(Scan scan, ScanBatch(lines, watermark_now, info));
+  RETURN_NOT_OK(HandleInvalid(batch_id, scan));
+
+  BatchCommit commit;
+  commit.ns = options_->name;
+  std::map<std::string, AggRow> merged;
+  RETURN_NOT_OK(MergeIntoState(scan.changed, &commit, &merged));
+  next_watermark.AdvanceTo(scan.max_event_time);
+  ASSIGN_OR_RETURN(std::vector<std::string> out,
+                   SelectOutput(merged, commit, watermark_now, next_watermark.current()));
+
+  BatchRecord& record = commit.record;
+  record.batch_id = batch_id;
+  record.batch_time = info->progress.batch_time;
+  record.positions = info->positions;
+  record.watermark_ms = next_watermark.current();
+  record.max_event_time_ms = next_watermark.max_event_time();
+  record.definition_fingerprint = fingerprint_;
+  record.definition = definition_;
+  record.expire_before_ms = ExpireBefore(next_watermark.current());
+  const bool moved = next_watermark.current() != watermark_now || scan.records > 0 ||
+                     PositionsMoved(record.positions);
+  if (moved) {
+    // Sinks first, under the batch id; the commit makes the batch count.
+    if (late_output_ && scan.late > 0) RETURN_NOT_OK(late_output_(batch_id, scan.late_lines));
+    if (output_) RETURN_NOT_OK(output_(batch_id, out));
+    RETURN_NOT_OK(store_->Commit(commit));
+  } else {
+    info->progress.committed = false;
+  }
+
+  std::lock_guard lock(mu_);
+  for (const auto& [input, position] : record.positions) committed_positions_[input] = position;
+  watermark_ = next_watermark;
+  counters_.records += scan.records;
+  counters_.late += scan.late;
+  counters_.filtered += scan.filtered;
+  ++counters_.batches;
+  for (const auto& [reason, n] : scan.invalid) counters_.invalid[reason] += n;
+  info->progress.late += scan.late;
+  info->progress.invalid += scan.invalid_total;
+  info->progress.records_out += static_cast<int64_t>(out.size());
+  info->progress.watermark_ms = watermark_.current();
+  return Status::OK();
+}
+
+Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std::string>& lines,
+                                                           EventTimeMs watermark_now,
+                                                           BatchInfo* info) {
   // "In the future" is judged against the batch's own time (the context's clock), so a batch
   // that runs again judges every record the same way.
   const EventTimeMs latest_allowed = info->progress.batch_time.value() + options_->max_future_ms;
@@ -198,7 +208,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   const bool keep_dead = opts->on_invalid != OnInvalid::kSkip;
   auto dead = ctx.MakeAccumulator<std::vector<InvalidRecord>>({}, Concat<InvalidRecord>);
   auto late = engine::MakeSumAccumulator<int64_t>();
-  const bool keep_late = static_cast<bool>(late_sink_);
+  const bool keep_late = static_cast<bool>(late_output_);
   auto late_lines = ctx.MakeAccumulator<std::vector<std::string>>({}, Concat<std::string>);
   auto records = engine::MakeSumAccumulator<int64_t>();
   auto filtered = engine::MakeSumAccumulator<int64_t>();
@@ -240,111 +250,95 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
                             return a;
                           },
                           opts->shuffle_partitions, /*map_side_combine=*/true, "aggregate");
-  using Partial = std::pair<std::string, AggRow>;
-  ASSIGN_OR_RETURN(std::vector<Partial> changed, partials.Collect());
+  Scan scan;
+  ASSIGN_OR_RETURN(scan.changed, partials.Collect());
   info->progress.lineage = partials.DebugString();
-  std::sort(changed.begin(), changed.end(),
-            [](const Partial& a, const Partial& b) { return a.first < b.first; });
+  std::sort(scan.changed.begin(), scan.changed.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  scan.records = records.value();
+  scan.late = late.value();
+  scan.filtered = filtered.value();
+  scan.max_event_time = max_time.value();
+  scan.invalid = invalid.value();
+  for (const auto& [reason, n] : scan.invalid) scan.invalid_total += n;
+  scan.dead = dead.value();
+  scan.late_lines = late_lines.value();
+  return scan;
+}
 
-  const auto invalid_counts = invalid.value();
-  int64_t invalid_total = 0;
-  for (const auto& [reason, n] : invalid_counts) invalid_total += n;
-  if (invalid_total > 0) {
-    Logger("query")->warn("{} batch {}: {} invalid records skipped", opts->name, batch_id,
-                          invalid_total);
-    if (opts->on_invalid == OnInvalid::kFail) {
-      return Status::InvalidArgument(fmt::format(
-          "{} batch {}: {} invalid records (on_invalid: fail), first: {}", opts->name, batch_id,
-          invalid_total, dead.value().empty() ? "" : dead.value().front().reason));
-    }
-    if (opts->on_invalid == OnInvalid::kDeadLetter && dead_letters_) {
-      RETURN_NOT_OK(dead_letters_(batch_id, dead.value()));
-    }
+Status AggregationQuery::HandleInvalid(BatchId batch_id, const Scan& scan) {
+  if (scan.invalid_total == 0) return Status::OK();
+  const AggregationOptions& o = *options_;
+  Logger("query")->warn("{} batch {}: {} invalid records skipped", o.name, batch_id,
+                        scan.invalid_total);
+  if (o.on_invalid == OnInvalid::kFail) {
+    return Status::InvalidArgument(fmt::format(
+        "{} batch {}: {} invalid records (on_invalid: fail), first: {}", o.name, batch_id,
+        scan.invalid_total, scan.dead.empty() ? "" : scan.dead.front().reason));
   }
+  if (o.on_invalid == OnInvalid::kDeadLetter && dead_letters_) {
+    return dead_letters_(batch_id, scan.dead);
+  }
+  return Status::OK();
+}
 
-  // Merge the batch's partials into state.
-  BatchCommit commit;
-  commit.ns = opts->name;
-  BatchRecord& record = commit.record;
-  record.batch_id = batch_id;
-  record.batch_time = info->progress.batch_time;
-  record.positions = info->positions;
-  std::map<std::string, AggRow> merged;
-  for (auto& [key, partial] : changed) {
-    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(opts->name, key));
+Status AggregationQuery::MergeIntoState(const std::vector<std::pair<std::string, AggRow>>& changed,
+                                        BatchCommit* commit,
+                                        std::map<std::string, AggRow>* merged) {
+  for (const auto& [key, partial] : changed) {
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(options_->name, key));
     AggRow current;
     if (stored) {
       ASSIGN_OR_RETURN(current, DecodeRow(*stored));
     }
-    MergeRow(opts->aggregates, partial, &current);
-    commit.puts.emplace_back(key, EncodeRow(current));
-    merged.emplace(key, std::move(current));
+    MergeRow(options_->aggregates, partial, &current);
+    commit->puts.emplace_back(key, EncodeRow(current));
+    merged->emplace(key, std::move(current));
   }
-  next_watermark.AdvanceTo(max_time.value());
-
-  std::vector<std::string> out;
-  if (opts->output_mode == OutputMode::kUpdate) {
-    for (const auto& [key, row] : merged) out.push_back(FormatRecord(key, row));
-  } else if (next_watermark.current() != watermark_now) {
-    // Final: every window whose end the watermark passed in this batch.
-    const EventTimeMs from = watermark_now;
-    const EventTimeMs to = next_watermark.current();
-    const EventTimeMs expired = ExpireBefore(to);
-    auto closed_now = [&](const std::string& key) {
-      std::vector<std::string> values;
-      EventTimeMs start = 0;
-      if (!DecodeStateKey(key, opts->group_by.size(), &values, &start).ok()) return false;
-      const EventTimeMs end = opts->window.EndOf(start);
-      return (from == Watermark::kNone || end > from) && end <= to && start >= expired;
-    };
-    std::map<std::string, std::string> closed;
-    RETURN_NOT_OK(store_->Scan(opts->name, "", "", [&](const std::string& k, const std::string& v) {
-      if (closed_now(k)) closed[k] = v;
-      return true;
-    }));
-    for (const auto& [k, v] : commit.puts) {
-      if (closed_now(k)) closed[k] = v;
-    }
-    for (const auto& [k, v] : closed) {
-      ASSIGN_OR_RETURN(AggRow row, DecodeRow(v));
-      out.push_back(FormatRecord(k, row));
-    }
-  }
-  record.watermark_ms = next_watermark.current();
-  record.max_event_time_ms = next_watermark.max_event_time();
-  record.definition_fingerprint = fingerprint_;
-  record.definition = definition_;
-  record.expire_before_ms = ExpireBefore(next_watermark.current());
-
-  bool moved = next_watermark.current() != watermark_now || records.value() > 0;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [input, position] : record.positions) {
-      auto it = committed_positions_.find(input);
-      moved = moved || it == committed_positions_.end() || !SamePosition(it->second, position);
-    }
-  }
-  if (moved) {
-    if (keep_late && late.value() > 0) RETURN_NOT_OK(late_sink_(batch_id, late_lines.value()));
-    if (sink_) RETURN_NOT_OK(sink_(batch_id, out));
-    RETURN_NOT_OK(store_->Commit(commit));
-  } else {
-    info->progress.committed = false;
-  }
-
-  std::lock_guard lock(mu_);
-  for (const auto& [input, position] : record.positions) committed_positions_[input] = position;
-  watermark_ = next_watermark;
-  counters_.records += records.value();
-  counters_.late += late.value();
-  counters_.filtered += filtered.value();
-  ++counters_.batches;
-  for (const auto& [reason, n] : invalid_counts) counters_.invalid[reason] += n;
-  info->progress.late += late.value();
-  info->progress.invalid += invalid_total;
-  info->progress.records_out += static_cast<int64_t>(out.size());
-  info->progress.watermark_ms = watermark_.current();
   return Status::OK();
+}
+
+Result<std::vector<std::string>> AggregationQuery::SelectOutput(
+    const std::map<std::string, AggRow>& merged, const BatchCommit& commit, EventTimeMs from,
+    EventTimeMs to) {
+  const AggregationOptions& o = *options_;
+  std::vector<std::string> out;
+  if (o.output_mode == OutputMode::kUpdate) {
+    for (const auto& [key, row] : merged) out.push_back(FormatRecord(key, row));
+    return out;
+  }
+  if (to == from) return out;
+  // Final: every window whose end the watermark passed in this batch.
+  const EventTimeMs expired = ExpireBefore(to);
+  auto closed_now = [&](const std::string& key) {
+    std::vector<std::string> values;
+    EventTimeMs start = 0;
+    if (!DecodeStateKey(key, o.group_by.size(), &values, &start).ok()) return false;
+    const EventTimeMs end = o.window.EndOf(start);
+    return (from == Watermark::kNone || end > from) && end <= to && start >= expired;
+  };
+  std::map<std::string, std::string> closed;
+  RETURN_NOT_OK(store_->Scan(o.name, "", "", [&](const std::string& k, const std::string& v) {
+    if (closed_now(k)) closed[k] = v;
+    return true;
+  }));
+  for (const auto& [k, v] : commit.puts) {
+    if (closed_now(k)) closed[k] = v;
+  }
+  for (const auto& [k, v] : closed) {
+    ASSIGN_OR_RETURN(AggRow row, DecodeRow(v));
+    out.push_back(FormatRecord(k, row));
+  }
+  return out;
+}
+
+bool AggregationQuery::PositionsMoved(const SourcePositions& positions) const {
+  std::lock_guard lock(mu_);
+  for (const auto& [input, position] : positions) {
+    auto it = committed_positions_.find(input);
+    if (it == committed_positions_.end() || !SamePosition(it->second, position)) return true;
+  }
+  return false;
 }
 
 void AppendIdPart(std::string_view value, std::string* id) {

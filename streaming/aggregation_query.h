@@ -24,47 +24,13 @@
 
 #include "common/result.h"
 #include "streaming/aggregates.h"
+#include "streaming/aggregation_options.h"
 #include "streaming/dstream.h"
 #include "streaming/event_time.h"
+#include "streaming/state_key.h"
 #include "streaming/state_store.h"
 
 namespace runnel::streaming {
-
-enum class OutputMode { kUpdate, kFinal };
-
-enum class OnInvalid { kFail, kSkip, kDeadLetter };
-
-// One condition of a query's `where:` (all must hold). A record whose field is missing or not
-// a string fails every condition on it.
-struct FieldCondition {
-  enum class Op { kEquals, kNotEquals, kPrefix };
-  std::string field;
-  Op op = Op::kEquals;
-  std::string value;
-};
-
-struct AggregationOptions {
-  std::string name;                   // query name: the state namespace and output directory
-  std::vector<std::string> group_by;  // e.g. {"customer", "url"}
-  std::string time_field = "ts";      // ISO-8601 text, epoch ms, or epoch s (below 10^11)
-  // Event times further than this ahead of the batch's time (its context's clock) are invalid
-  // ("ts_in_future"): one such record would move the watermark and make everything after it
-  // late.
-  int64_t max_future_ms = 86'400'000;
-  WindowSpec window;  // default: tumbling 1h
-  int64_t allowed_lateness_ms = 0;
-  std::vector<AggregateSpec> aggregates;
-  std::vector<FieldCondition> where;  // records failing one are skipped (counted as filtered)
-  OutputMode output_mode = OutputMode::kUpdate;
-  OnInvalid on_invalid = OnInvalid::kSkip;
-  int shuffle_partitions = 0;         // 0: the engine's default parallelism
-  size_t max_record_bytes = 1 << 20;  // longer lines are invalid ("too_large")
-  // Windows that ended this long before the watermark leave state (0: kept forever).
-  int64_t retention_ms = 0;
-  // When the stored definition fingerprint differs: drop the state and rebuild it from the
-  // source's starting positions (true), or refuse to start (false).
-  bool reset_on_definition_change = false;
-};
 
 struct InvalidRecord {
   std::string reason;  // empty, too_large, malformed_json, not_an_object, missing_field,
@@ -84,10 +50,10 @@ struct QueryCounters {
 class AggregationQuery {
  public:
   // Receives the batch's output records (one JSON object each) before the batch commits.
-  using RecordSink = std::function<Status(BatchId, const std::vector<std::string>& records)>;
-  using DeadLetterSink = std::function<Status(BatchId, const std::vector<InvalidRecord>&)>;
+  using OutputFn = std::function<Status(BatchId, const std::vector<std::string>& records)>;
+  using DeadLetterFn = std::function<Status(BatchId, const std::vector<InvalidRecord>&)>;
   // Receives the batch's late records (the raw lines), before the batch commits.
-  using LateSink = std::function<Status(BatchId, const std::vector<std::string>& lines)>;
+  using LateFn = std::function<Status(BatchId, const std::vector<std::string>& lines)>;
 
   // Validates `options`; `store` must outlive the query.
   static Result<std::shared_ptr<AggregationQuery>> Make(AggregationOptions options,
@@ -105,10 +71,10 @@ class AggregationQuery {
   const std::string& Fingerprint() const { return fingerprint_; }
 
   // Runs the query on every batch of `lines`.
-  void Attach(const DStream<std::string>& lines, RecordSink sink, DeadLetterSink dead_letters = {});
+  void Attach(const DStream<std::string>& lines, OutputFn sink, DeadLetterFn dead_letters = {});
 
   // Sends late records to `sink` as well as counting them. Call before the first batch.
-  void SetLateSink(LateSink sink) { late_sink_ = std::move(sink); }
+  void SetLateOutput(LateFn sink) { late_output_ = std::move(sink); }
 
   // Runs one batch over `lines` (what Attach registers per batch).
   Status RunBatch(const engine::Rdd<std::string>& lines, BatchInfo* info);
@@ -135,6 +101,24 @@ class AggregationQuery {
  private:
   AggregationQuery(std::shared_ptr<const AggregationOptions> options, StateStore* store);
 
+  // The stages of RunBatch, in order.
+  struct Scan;
+  // Runs the batch's job: parse, key, combine; what it found and counted.
+  Result<Scan> ScanBatch(const engine::Rdd<std::string>& lines, EventTimeMs watermark_now,
+                         BatchInfo* info);
+  // on_invalid: fail the batch, or hand the invalid records to the dead-letter sink.
+  Status HandleInvalid(BatchId batch_id, const Scan& scan);
+  // Reads each changed key's stored row, merges the batch's partial into it, adds the puts.
+  Status MergeIntoState(const std::vector<std::pair<std::string, AggRow>>& changed,
+                        BatchCommit* commit, std::map<std::string, AggRow>* merged);
+  // The batch's output records: the changed rows (update), or every window the watermark's
+  // move from `from` to `to` closed (final).
+  Result<std::vector<std::string>> SelectOutput(const std::map<std::string, AggRow>& merged,
+                                                const BatchCommit& commit, EventTimeMs from,
+                                                EventTimeMs to);
+  // Whether some position differs from the last committed one.
+  bool PositionsMoved(const SourcePositions& positions) const;
+
   static std::string DefinitionText(const AggregationOptions& options);
   std::string FormatRecord(const std::string& key, const AggRow& row) const;
   // Window starts before this have left state under retention (INT64_MIN: none).
@@ -144,9 +128,9 @@ class AggregationQuery {
   StateStore* const store_;
   const std::string definition_;
   const std::string fingerprint_;
-  RecordSink sink_;
-  DeadLetterSink dead_letters_;
-  LateSink late_sink_;
+  OutputFn output_;
+  DeadLetterFn dead_letters_;
+  LateFn late_output_;
   mutable std::mutex mu_;
   Watermark watermark_;     // guarded by mu_
   QueryCounters counters_;  // guarded by mu_
@@ -154,13 +138,6 @@ class AggregationQuery {
   // left the watermark where it was has nothing to commit (no write, no fsync, no output).
   SourcePositions committed_positions_;  // guarded by mu_
 };
-
-// State keys: each group value escaped (0x00 -> 0x00 0xFF) and ended by 0x00 0x01, then the
-// window start as 8 big-endian bytes with the sign bit flipped, so keys sort by group values
-// and then by time: one group's windows are a contiguous range.
-std::string EncodeStateKey(const std::vector<std::string>& group_values, EventTimeMs window_start);
-Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std::string>* values,
-                      EventTimeMs* window_start);
 
 // An output record's `_id` is its group values last to first, then `ts`, joined by '|'. Inside
 // a value, '|' and '\\' are escaped with a '\\', so two groups never share an `_id` (values

@@ -124,9 +124,7 @@ class UnionNode final : public DStreamNode<T> {
       ASSIGN_OR_RETURN(auto rdd, p->GetOrCompute(t));
       if (rdd) rdds.push_back(*rdd);
     }
-    if (rdds.empty()) return std::optional<engine::Rdd<T>>();
-    std::vector<engine::Rdd<T>> rest(rdds.begin() + 1, rdds.end());
-    return std::optional(rdds.front().Union(rest));
+    return engine::Rdd<T>::UnionAll(rdds);
   }
 
  private:
@@ -151,17 +149,11 @@ class WindowedNode final : public DStreamNode<T> {
 
  protected:
   Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) override {
-    std::vector<engine::Rdd<T>> rdds;
     const int64_t step = parent_->slide().count();
-    for (int64_t u = t.value() - length_.count() + step; u <= t.value(); u += step) {
-      ASSIGN_OR_RETURN(auto rdd, parent_->GetOrCompute(BatchTime(u)));
-      if (rdd) rdds.push_back(*rdd);
-    }
-    if (rdds.empty()) {
-      return std::optional(this->ssc().engine().Parallelize(std::vector<T>{}, 1));
-    }
-    std::vector<engine::Rdd<T>> rest(rdds.begin() + 1, rdds.end());
-    return std::optional(rdds.front().Union(rest));
+    ASSIGN_OR_RETURN(auto window,
+                     parent_->UnionOver(t.value() - length_.count() + step, t.value(), step));
+    if (!window) return std::optional(this->ssc().engine().Parallelize(std::vector<T>{}, 1));
+    return window;
   }
 
  private:
@@ -196,7 +188,7 @@ class ReducedWindowedNode final : public DStreamNode<std::pair<K, V>> {
     // Without a previous window (the first one), reduce the whole window from scratch.
     const int64_t new_from =
         previous ? t.value() - slide + step : t.value() - length_.count() + step;
-    ASSIGN_OR_RETURN(auto entered, UnionOf(new_from, t.value(), step));
+    ASSIGN_OR_RETURN(auto entered, parent_->UnionOver(new_from, t.value(), step));
     std::vector<engine::Rdd<std::pair<K, std::pair<int, V>>>> tagged;
     const F& f = f_;
     const Inv& inverse = inverse_;
@@ -205,20 +197,15 @@ class ReducedWindowedNode final : public DStreamNode<std::pair<K, V>> {
     };
     if (previous) {
       tagged.push_back(previous->MapValues(tag(0)));
-      ASSIGN_OR_RETURN(auto left, UnionOf(t.value() - length_.count() - slide + step,
-                                          t.value() - length_.count(), step));
+      ASSIGN_OR_RETURN(auto left, parent_->UnionOver(t.value() - length_.count() - slide + step,
+                                                     t.value() - length_.count(), step));
       if (left) tagged.push_back(left->ReduceByKey(f, partitions_).MapValues(tag(2)));
     }
     if (entered) tagged.push_back(entered->ReduceByKey(f, partitions_).MapValues(tag(1)));
-    if (tagged.empty()) {
-      return std::optional(this->ssc().engine().Parallelize(std::vector<KV>{}, 1));
-    }
-    std::vector<engine::Rdd<std::pair<K, std::pair<int, V>>>> rest(tagged.begin() + 1,
-                                                                   tagged.end());
+    auto all = engine::Rdd<std::pair<K, std::pair<int, V>>>::UnionAll(tagged);
+    if (!all) return std::optional(this->ssc().engine().Parallelize(std::vector<KV>{}, 1));
     auto combined =
-        tagged.front()
-            .Union(rest)
-            .GroupByKey(partitions_)
+        all->GroupByKey(partitions_)
             .FlatMap([f, inverse](std::pair<K, std::vector<std::pair<int, V>>>&& group) {
               std::optional<V> acc;
               // Previous value first, then what entered, then subtract what left.
@@ -243,17 +230,6 @@ class ReducedWindowedNode final : public DStreamNode<std::pair<K, V>> {
 
  private:
   static constexpr int kCheckpointEvery = 10;
-
-  Result<std::optional<engine::Rdd<KV>>> UnionOf(int64_t from, int64_t to, int64_t step) {
-    std::vector<engine::Rdd<KV>> rdds;
-    for (int64_t u = from; u <= to; u += step) {
-      ASSIGN_OR_RETURN(auto rdd, parent_->GetOrCompute(BatchTime(u)));
-      if (rdd) rdds.push_back(*rdd);
-    }
-    if (rdds.empty()) return std::optional<engine::Rdd<KV>>();
-    std::vector<engine::Rdd<KV>> rest(rdds.begin() + 1, rdds.end());
-    return std::optional(rdds.front().Union(rest));
-  }
 
   const std::shared_ptr<DStreamNode<KV>> parent_;
   const F f_;

@@ -64,6 +64,17 @@ class DStreamNode : public DStreamNodeBase, public StreamNodeHooks {
     return rdd;
   }
 
+  // The union of this stream's RDDs at batch times from, from + step, ... up to `to`
+  // (nullopt when none of them has one): what a window over this stream reads.
+  Result<std::optional<engine::Rdd<T>>> UnionOver(int64_t from, int64_t to, int64_t step) {
+    std::vector<engine::Rdd<T>> rdds;
+    for (int64_t u = from; u <= to; u += step) {
+      ASSIGN_OR_RETURN(auto rdd, GetOrCompute(BatchTime(u)));
+      if (rdd) rdds.push_back(*rdd);
+    }
+    return engine::Rdd<T>::UnionAll(rdds);
+  }
+
  protected:
   virtual Result<std::optional<engine::Rdd<T>>> Compute(BatchTime t) = 0;
   // A node whose hooks use members of its own calls this first in its destructor: the context

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "streaming/state_key.h"
+
 namespace runnel::streaming {
 namespace {
 

@@ -11,7 +11,9 @@
 #include <utility>
 #include <vector>
 
-#include "streaming/aggregation_query.h"
+#include "streaming/aggregates.h"
+#include "streaming/aggregation_options.h"
+#include "streaming/event_time.h"
 
 namespace runnel::streaming {
 

@@ -31,8 +31,8 @@ struct BatchCommit {
   std::vector<std::string> deletes;
   // The batch's record: it replaces the stored one, except that its positions are merged into
   // the stored positions (an input this batch did not plan keeps its last position). Its
-  // expire_before_ms is retention: keys whose time (their last 8 bytes, see EncodeStateKey)
-  // is before it may be dropped from now on.
+  // expire_before_ms is retention: keys whose time (StateKeyTime, streaming/state_key.h) is
+  // before it may be dropped from now on.
   BatchRecord record;
 };
 

@@ -290,8 +290,8 @@ TEST_F(RddTest, BroadcastValueIsSharedByTasks) {
 }
 
 TEST_F(RddTest, FromSourceCallsTheComputeFunctionPerPartition) {
-  auto rdd = FromSource<int>(*ctx_, "test-source", 3, [](int p, TaskContext&, Sink<int> sink) {
-    for (int i = 0; i < 2; ++i) sink(p * 10 + i);
+  auto rdd = FromSource<int>(*ctx_, "test-source", 3, [](int p, TaskContext&, Emit<int> emit) {
+    for (int i = 0; i < 2; ++i) emit(p * 10 + i);
     return Status::OK();
   });
   EXPECT_EQ(Must(rdd.Collect()), (std::vector<int>{0, 1, 10, 11, 20, 21}));

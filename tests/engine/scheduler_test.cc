@@ -154,6 +154,33 @@ TEST_F(SchedulerTest, TaskThatAlwaysFailsFailsTheJobAfterMaxAttempts) {
   EXPECT_EQ(attempts.load(), 3);
 }
 
+TEST_F(SchedulerTest, OnlyTaskScopedErrorsAreRetriedAndTheScopeGoesUp) {
+  // A task retry cannot help corruption, nor a broker that is away (the batch retries that,
+  // after a pause): one attempt each, the error and its scope handed to the caller.
+  for (const Status& error : {Status::Corruption("bad block"), Status::Unavailable("broker away"),
+                              Status::OutOfRange("gone").WithRetry(RetryScope::kReplan)}) {
+    std::atomic<int> attempts{0};
+    auto rdd = FromSource<int>(*ctx_, "failing", 2, [&](int p, TaskContext&, Emit<int> emit) {
+      if (p == 1) {
+        ++attempts;
+        return error;
+      }
+      emit(1);
+      return Status::OK();
+    });
+    const Status st = rdd.Count().status();
+    EXPECT_EQ(attempts.load(), 1) << error;
+    EXPECT_EQ(st.code(), error.code()) << st;
+    EXPECT_EQ(st.retry(), error.retry()) << st;
+  }
+  // A user function that throws is retried; once its attempts are spent, no one retries it.
+  auto always = ctx_->Parallelize(Range(4), 2).Map([](int x) {
+    if (x == 3) throw std::runtime_error("always");
+    return x;
+  });
+  EXPECT_EQ(always.Count().status().retry(), RetryScope::kNone);
+}
+
 TEST_F(SchedulerTest, AccumulatorCountsEachSuccessfulTaskOnce) {
   auto seen = MakeSumAccumulator<int64_t>();
   auto rdd = ctx_->Parallelize(Range(100), 4).Map([seen](int x) {
@@ -206,7 +233,7 @@ TEST(FetchFailureTest, OutputLostWhileTheJobRunsIsRecomputedAndTheTaskRetried) {
   const int shuffle_id = ShuffleIdOf(*reduced.node());
   Context* raw = ctx.get();
   std::atomic<int> drops{0};
-  auto dropper = FromSource<KV>(*ctx, "dropper", 1, [&](int, TaskContext&, Sink<KV>) {
+  auto dropper = FromSource<KV>(*ctx, "dropper", 1, [&](int, TaskContext&, Emit<KV>) {
     if (drops++ == 0) {
       for (int m = 0; m < 4; ++m) raw->shuffle_store().Remove(shuffle_id, m);
     }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "streaming/event_parser.h"
+#include "streaming/state_key.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {

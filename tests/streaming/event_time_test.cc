@@ -131,7 +131,7 @@ TEST_F(EventTimeQueryTest, OutOfOrderWithinLatenessCountsAndLaterIsDropped) {
 
 TEST_F(EventTimeQueryTest, LateRecordsGoToTheLateOutputWhenOneIsSet) {
   std::vector<std::string> late_lines;
-  query_->SetLateSink([&](BatchId, const std::vector<std::string>& lines) {
+  query_->SetLateOutput([&](BatchId, const std::vector<std::string>& lines) {
     late_lines.insert(late_lines.end(), lines.begin(), lines.end());
     return Status::OK();
   });
