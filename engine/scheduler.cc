@@ -1,5 +1,6 @@
 #include "engine/scheduler.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -140,7 +141,9 @@ Status DagScheduler::RunStage(const RddNodeBase& rdd, bool shuffle_map,
   for (int partition : partitions) {
     tasks.push_back([&, partition] {
       for (int attempt = 0; attempt < max_task_attempts_; ++attempt) {
-        if (attempt > 0) std::this_thread::sleep_for(kTaskRetryPause * (1 << (attempt - 1)));
+        if (attempt > 0) {
+          std::this_thread::sleep_for(kTaskRetryPause * (1 << std::min(attempt - 1, 5)));
+        }
         TaskContext tc(context_, stage.stage_id, partition, attempt);
         Status st = RunAttempt(work, partition, tc);
         std::lock_guard lock(mu);

@@ -367,7 +367,12 @@ class Service {
   Status StartQueries(std::string* what) {
     for (RunningQuery& rq : queries_) {
       *what = "query " + rq.config->aggregation.name;
-      RETURN_NOT_OK(rq.ssc->Start());
+      if (Status st = rq.ssc->Start(); !st.ok()) {
+        // The queries started already stop before what their batches use goes.
+        for (RunningQuery& other : queries_)
+          other.ssc->Stop(Millis(config_.shutdown_timeout_ms)).IgnoreError();
+        return st;
+      }
     }
     if (options_.progress_log_ms > 0) {
       reporter_ = std::jthread([this](std::stop_token token) { ReportProgress(token); });

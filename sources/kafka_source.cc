@@ -271,7 +271,6 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
   }
   ASSIGN_OR_RETURN(OffsetPlan plan, PlanOffsets(at, bounds, plan_options));
   for (const auto& [tp, records] : plan.lost) {
-    lost_ += records;
     Logger("kafka")->warn("{}/{}: skipped {} records no longer available", tp.first, tp.second,
                           records);
   }
@@ -280,7 +279,7 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
         fmt::format("[{}, {})", r.from, r.until);
     info->progress.records_in += r.until - r.from;
   }
-  Planned planned{std::move(plan.ranges), from};
+  Planned planned{{std::move(plan.ranges), std::move(plan.lost)}, from};
   for (const auto& [tp, next] : plan.next) {
     planned.next[tp] = next;
     info->positions[PositionKey(tp.first, tp.second)].set_next_offset(next);
@@ -290,7 +289,8 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
   return planned;
 }
 
-void KafkaSource::OnConfirmed(const KafkaPositions& after) {
+void KafkaSource::OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) {
+  for (const auto& [tp, records] : plan.lost) lost_ += records;
   std::map<TopicPartition, int64_t> moved;
   {
     std::lock_guard lock(mu_);
@@ -329,15 +329,14 @@ bool KafkaSource::HasPendingData() const {
   return false;
 }
 
-Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Read(
-    const std::vector<OffsetRange>& plan) {
-  if (plan.empty()) {
+Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Read(const KafkaPlan& plan) {
+  if (plan.ranges.empty()) {
     return std::optional(this->ssc().engine().Parallelize(std::vector<std::string>{}, 1));
   }
-  const int n = static_cast<int>(plan.size());
+  const int n = static_cast<int>(plan.ranges.size());
   return std::optional(engine::FromSource<std::string>(
       this->ssc().engine(), "kafka", n,
-      [this, ranges = plan](int p, engine::TaskContext& tc, engine::Emit<std::string> emit) {
+      [this, ranges = plan.ranges](int p, engine::TaskContext& tc, engine::Emit<std::string> emit) {
         return reader_.Read(ranges[static_cast<size_t>(p)], tc, emit);
       }));
 }

@@ -62,9 +62,15 @@ struct PartitionLag {
 // The source's position: the next offset of every partition it knows (-1: none yet).
 using KafkaPositions = std::map<TopicPartition, int64_t>;
 
-class KafkaSource final
-    : public streaming::PlannedInput<std::string, std::vector<OffsetRange>, KafkaPositions>,
-      public streaming::BatchListener {
+// A batch's plan: its offset ranges, and the records its plan skipped as no longer in the log
+// (counted when the batch commits, so a plan made again is not counted twice).
+struct KafkaPlan {
+  std::vector<OffsetRange> ranges;
+  std::map<TopicPartition, int64_t> lost;
+};
+
+class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan, KafkaPositions>,
+                          public streaming::BatchListener {
  public:
   static Result<std::shared_ptr<KafkaSource>> Make(streaming::StreamingContext* ssc,
                                                    KafkaSourceOptions options);
@@ -98,10 +104,9 @@ class KafkaSource final
   // Serves the group (rebalances) and fixes where newly assigned partitions start.
   Status BeforePlan() override;
   Result<Planned> PlanFrom(streaming::BatchInfo* info, const KafkaPositions& from) override;
-  Result<std::optional<engine::Rdd<std::string>>> Read(
-      const std::vector<OffsetRange>& plan) override;
-  // Publishes the confirmed batch's offsets to the group (asynchronously).
-  void OnConfirmed(const KafkaPositions& after) override;
+  Result<std::optional<engine::Rdd<std::string>>> Read(const KafkaPlan& plan) override;
+  // Counts what the batch skipped; publishes its offsets to the group (asynchronously).
+  void OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) override;
 
  private:
   KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions options, rd_kafka_t* meta);

@@ -89,13 +89,11 @@ Result<BatchRecord> FromFormat1(BatchId batch_id,
     }
     out.positions.emplace(input, std::move(p));
   }
+  // As format 1's readers did: a metadata number that does not parse reads as its default.
   auto number = [&](const char* key, int64_t fallback, int64_t* into) -> Status {
     *into = fallback;
     auto it = metadata.find(key);
-    if (it == metadata.end()) return Status::OK();
-    if (!ParseInt(it->second, into)) {
-      return Status::Corruption(fmt::format("batch record: bad {} {:?}", key, it->second));
-    }
+    if (it != metadata.end() && !ParseInt(it->second, into)) *into = fallback;
     return Status::OK();
   };
   int64_t batch_time = 0;

@@ -42,8 +42,10 @@ BatchRecord FromProto(const v1::BatchRecord& record);
 // The record as format 1 wrote it (before typed records): positions and metadata as text
 // ("kafka:..." -> "<next offset>", "file:..." -> "<byte> <line>"; metadata "watermark",
 // "max_event_time", "batch_time", "definition_fingerprint", "definition", "expire_before").
-// Used only to read state and checkpoints written by earlier versions; Corruption names what
-// does not parse. Positions under other names (no source reads them) are left out.
+// Used only to read state and checkpoints written by earlier versions. A position that does
+// not parse is Corruption (no source could resume from it); a metadata number that does not
+// parse reads as its default, as format 1's readers did. Positions under other names (no
+// source reads them) are left out.
 Result<BatchRecord> FromFormat1(BatchId batch_id,
                                 const std::map<std::string, std::string>& positions,
                                 const std::map<std::string, std::string>& metadata);

@@ -69,7 +69,7 @@ class QueueInputNode final
     auto data = plan ? plan : std::make_shared<const std::vector<T>>();
     return std::optional(this->ssc().engine().Parallelize(std::move(data), partitions_));
   }
-  void OnConfirmed(const int64_t& after) override {
+  void OnConfirmed(const std::shared_ptr<const std::vector<T>>&, const int64_t& after) override {
     std::lock_guard lock(mu_);
     while (dropped_ < after && !queue_.empty()) {
       queue_.pop_front();

@@ -69,19 +69,19 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
   }
 
   void Confirm(BatchTime t) final {
-    std::optional<Position> after;
+    std::optional<std::pair<BatchPlan, Position>> confirmed;
     {
       std::lock_guard lock(ledger_mu_);
       auto it = plans_.find(t.value());
       if (it == plans_.end() || t.value() <= confirmed_through_) return;
       confirmed_through_ = t.value();
-      if (std::next(it) == plans_.end()) after = position_;
+      if (std::next(it) == plans_.end()) confirmed.emplace(it->second.plan, position_);
       // A window downstream may still read a batch this far back (an input is never asked
       // for an RDD at a batch that was not a slide of the window when it ran).
       const int64_t keep_from = t.value() - this->remember().count();
       plans_.erase(plans_.begin(), plans_.lower_bound(keep_from));
     }
-    if (after) OnConfirmed(*after);
+    if (confirmed) OnConfirmed(confirmed->first, confirmed->second);
   }
 
   // The position the next batch starts from.
@@ -105,8 +105,11 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
   virtual Result<Planned> PlanFrom(BatchInfo* info, const Position& from) = 0;
   // The batch's RDD over `plan` (a plan the source made; an empty plan reads nothing).
   virtual Result<std::optional<engine::Rdd<T>>> Read(const BatchPlan& plan) = 0;
-  // A batch committed; `after` is the position it planned up to.
-  virtual void OnConfirmed(const Position& after) { (void)after; }
+  // A batch committed: `plan` is what it read, `after` the position it planned up to.
+  virtual void OnConfirmed(const BatchPlan& plan, const Position& after) {
+    (void)plan;
+    (void)after;
+  }
 
   // Replaces the position (Restore, before the context starts).
   void SetPosition(Position position) {

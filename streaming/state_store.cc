@@ -6,10 +6,19 @@ namespace runnel::streaming {
 
 BatchRecord MergeRecord(const BatchRecord* stored, const BatchRecord& commit) {
   BatchRecord next = commit;
-  if (stored != nullptr) {
-    for (const auto& [input, position] : stored->positions)
-      next.positions.try_emplace(input, position);
+  if (stored == nullptr) return next;
+  for (const auto& [input, position] : stored->positions)
+    next.positions.try_emplace(input, position);
+  // What the commit leaves unset keeps its stored value (a retention cutoff survives a batch
+  // that sets none).
+  if (next.batch_time.value() == 0) next.batch_time = stored->batch_time;
+  if (next.watermark_ms == INT64_MIN) next.watermark_ms = stored->watermark_ms;
+  if (next.max_event_time_ms == INT64_MIN) next.max_event_time_ms = stored->max_event_time_ms;
+  if (next.definition_fingerprint.empty()) {
+    next.definition_fingerprint = stored->definition_fingerprint;
   }
+  if (next.definition.empty()) next.definition = stored->definition;
+  if (next.expire_before_ms == INT64_MIN) next.expire_before_ms = stored->expire_before_ms;
   return next;
 }
 

@@ -29,8 +29,8 @@ struct BatchCommit {
   std::string ns;  // the query's namespace
   std::vector<std::pair<std::string, std::string>> puts;
   std::vector<std::string> deletes;
-  // The batch's record: it replaces the stored one, except that its positions are merged into
-  // the stored positions (an input this batch did not plan keeps its last position). Its
+  // The batch's record, merged into the stored one (MergeRecord): an input this batch did not
+  // plan keeps its last position, a field the batch leaves unset its stored value. Its
   // expire_before_ms is retention: keys whose time (StateKeyTime, streaming/state_key.h) is
   // before it may be dropped from now on.
   BatchRecord record;
@@ -44,7 +44,8 @@ struct CommittedBatch {
 };
 
 // The record a store holds after committing `commit` over `stored` (nullptr: none): the
-// commit's, with the stored positions of inputs it did not plan. Every store applies this.
+// commit's, with the stored positions of inputs it did not plan and the stored value of every
+// field it leaves unset (INT64_MIN, empty, batch time 0). Every store applies this.
 BatchRecord MergeRecord(const BatchRecord* stored, const BatchRecord& commit);
 
 class StateStore {

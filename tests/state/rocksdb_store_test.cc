@@ -65,20 +65,23 @@ TEST_F(RocksDbStoreTest, CommitIsVisibleWithItsPositionsAndSurvivesReopen) {
 // once the disk is back, the same batch commits and the store is whole after a reopen.
 class DiskFaultTest : public RocksDbStoreTest, public ::testing::WithParamInterface<std::string> {};
 
-TEST_F(RocksDbStoreTest, ACommitMergesPositionsAndReplacesTheRestOfTheRecord) {
+TEST_F(RocksDbStoreTest, ACommitMergesIntoTheStoredRecord) {
   auto store = Open();
   streaming::BatchCommit first = Batch(0, {}, 10);
   first.record.positions["kafka:topic/1"].set_next_offset(7);
   first.record.definition = "v1";
+  first.record.expire_before_ms = 500;
   ASSERT_TRUE(store->Commit(first).ok());
   streaming::BatchCommit second = Batch(1, {}, 20);  // does not plan topic/1 (not owned now)
+  second.record.definition = "v2";
   ASSERT_TRUE(store->Commit(second).ok());
   const auto last = store->LastCommitted("q").value();
   EXPECT_EQ(Offset(*last), 20);
   EXPECT_EQ(last->record.positions.at("kafka:topic/1").next_offset(), 7)
       << "an input the batch did not plan keeps its position";
-  EXPECT_EQ(last->record.definition, "") << "the rest is the new batch's";
+  EXPECT_EQ(last->record.definition, "v2") << "what the batch sets replaces the stored value";
   EXPECT_EQ(last->record.watermark_ms, 10);
+  EXPECT_EQ(last->record.expire_before_ms, 500) << "what it leaves unset keeps the stored value";
 }
 
 // State written before typed batch records (format 1: positions and metadata as text) is

@@ -31,7 +31,9 @@ class CountingSource final : public PlannedInput<int, std::pair<int, int>, int> 
     for (int i = plan.first; i < plan.second; ++i) values.push_back(i);
     return std::optional(this->ssc().engine().Parallelize(std::move(values), 2));
   }
-  void OnConfirmed(const int& after) override { confirmed.push_back(after); }
+  void OnConfirmed(const std::pair<int, int>&, const int& after) override {
+    confirmed.push_back(after);
+  }
 
  private:
   const int per_batch_;
