@@ -9,6 +9,13 @@ void PutBigEndian(uint64_t v, std::string* out) {
   for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>(v >> shift));
 }
 
+// The window start in the key's last 8 bytes (the caller checked there are 8).
+int64_t TimeSuffix(std::string_view key) {
+  uint64_t u = 0;
+  for (size_t i = key.size() - 8; i < key.size(); ++i) u = (u << 8) | static_cast<uint8_t>(key[i]);
+  return static_cast<int64_t>(u ^ kSignBit);
+}
+
 }  // namespace
 
 std::string EncodeStateKey(const std::vector<std::string>& group_values, int64_t window_start) {
@@ -54,17 +61,13 @@ Status DecodeStateKey(std::string_view key, size_t group_count, std::vector<std:
     values->push_back(std::move(v));
   }
   if (key.size() - i != 8) return Status::Corruption("state key: bad time suffix");
-  uint64_t t = 0;
-  for (; i < key.size(); ++i) t = (t << 8) | static_cast<uint8_t>(key[i]);
-  *window_start = static_cast<int64_t>(t ^ kSignBit);
+  *window_start = TimeSuffix(key);
   return Status::OK();
 }
 
 bool StateKeyTime(std::string_view key, int64_t* window_start) {
   if (key.size() < 8) return false;
-  uint64_t u = 0;
-  for (size_t i = key.size() - 8; i < key.size(); ++i) u = (u << 8) | static_cast<uint8_t>(key[i]);
-  *window_start = static_cast<int64_t>(u ^ kSignBit);
+  *window_start = TimeSuffix(key);
   return true;
 }
 
