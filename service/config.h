@@ -48,6 +48,7 @@ struct SourceConfig {
   int64_t initial_rate = 100000;
   int64_t min_rate = 100;
   std::map<std::string, std::string> librdkafka;
+  bool operator==(const SourceConfig&) const = default;
 };
 
 struct SinkConfig {
@@ -57,6 +58,7 @@ struct SinkConfig {
   std::string bootstrap_servers;
   std::string topic;
   std::map<std::string, std::string> librdkafka;
+  bool operator==(const SinkConfig&) const = default;
 };
 
 struct QueryConfig {
@@ -66,6 +68,7 @@ struct QueryConfig {
   std::vector<SinkConfig> sinks;
   std::string dead_letter_path;  // on_invalid: dead_letter writes here (JSON lines)
   std::string late_output_path;  // late records are written here too, when set
+  bool operator==(const QueryConfig&) const = default;
 };
 
 struct Config {

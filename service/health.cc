@@ -27,20 +27,32 @@ Health::~Health() = default;
 
 streaming::BatchListener* Health::ForQuery(const std::string& name) {
   std::lock_guard lock(mu_);
-  trackers_.push_back(std::make_unique<QueryTracker>(this, name));
-  return trackers_.back().get();
+  auto& tracker = trackers_[name];
+  tracker = std::make_unique<QueryTracker>(this, name);
+  return tracker.get();
 }
 
-void Health::AddProbe(std::function<std::string()> probe) {
+void Health::RemoveQuery(const std::string& name) {
   std::lock_guard lock(mu_);
-  probes_.push_back(std::move(probe));
+  trackers_.erase(name);
+  failing_.erase(name);
+}
+
+void Health::AddProbe(const std::string& key, std::function<std::string()> probe) {
+  std::lock_guard lock(mu_);
+  probes_[key] = std::move(probe);
+}
+
+void Health::RemoveProbe(const std::string& key) {
+  std::lock_guard lock(mu_);
+  probes_.erase(key);
 }
 
 std::vector<std::string> Health::Problems() const {
   std::lock_guard lock(mu_);
   std::vector<std::string> out;
   for (const auto& [query, why] : failing_) out.push_back(why);
-  for (const auto& probe : probes_) {
+  for (const auto& [key, probe] : probes_) {
     if (std::string why = probe(); !why.empty()) out.push_back(std::move(why));
   }
   return out;

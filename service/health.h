@@ -20,19 +20,25 @@ class Health {
  public:
   Health();
   ~Health();
-  // The listener that tracks one query's batch attempts (owned by Health).
+  // The listener that tracks one query's batch attempts (owned by Health). A second call for
+  // the same name replaces the first listener (its context must no longer call it).
   streaming::BatchListener* ForQuery(const std::string& name);
-  // A problem source: returns "" while fine. Called on every readiness check.
-  void AddProbe(std::function<std::string()> probe);
+  // The query left the config: its listener (its context must no longer call it) and its
+  // problem go.
+  void RemoveQuery(const std::string& name);
+  // A problem source named `key`: returns "" while fine. Called on every readiness check.
+  // Replaces an earlier probe of the same key.
+  void AddProbe(const std::string& key, std::function<std::string()> probe);
+  void RemoveProbe(const std::string& key);
   // Every current problem, one line each.
   std::vector<std::string> Problems() const;
 
  private:
   class QueryTracker;
   mutable std::mutex mu_;
-  std::map<std::string, std::string> failing_;        // query -> last failure; guarded by mu_
-  std::vector<std::function<std::string()>> probes_;  // guarded by mu_
-  std::vector<std::unique_ptr<QueryTracker>> trackers_;
+  std::map<std::string, std::string> failing_;  // query -> last failure; guarded by mu_
+  std::map<std::string, std::function<std::string()>> probes_;     // by key; guarded by mu_
+  std::map<std::string, std::unique_ptr<QueryTracker>> trackers_;  // by query; guarded by mu_
 };
 
 }  // namespace runnel::service

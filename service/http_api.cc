@@ -17,6 +17,8 @@ namespace json = boost::json;
 constexpr int64_t kDefaultPageRecords = 1000;
 constexpr int64_t kMaxPageRecords = 10000;
 
+std::string IsoTime(int64_t ms) { return streaming::FormatIsoTimestamp(ms) + "Z"; }
+
 HttpResponse Json(int status, const json::value& v) {
   return {status, "application/json", json::serialize(v) + "\n"};
 }
@@ -29,7 +31,7 @@ json::object ProgressJson(const streaming::BatchProgress& p) {
   json::object input;
   for (const auto& [k, v] : p.input) input[k] = v;
   json::object o{{"batch_id", p.batch_id.value()},
-                 {"batch_time", streaming::FormatIsoTimestamp(p.batch_time.value()) + "Z"},
+                 {"batch_time", IsoTime(p.batch_time.value())},
                  {"records_in", p.records_in},
                  {"records_out", p.records_out},
                  {"late", p.late},
@@ -38,9 +40,28 @@ json::object ProgressJson(const streaming::BatchProgress& p) {
                  {"processing_seconds", p.processing_seconds},
                  {"input", std::move(input)},
                  {"status", p.status.ToString()}};
-  if (p.watermark_ms != INT64_MIN)
-    o["watermark"] = streaming::FormatIsoTimestamp(p.watermark_ms) + "Z";
+  if (p.watermark_ms != INT64_MIN) o["watermark"] = IsoTime(p.watermark_ms);
   return o;
+}
+
+json::value ReloadJson(const ReloadOutcome& r) {
+  if (r.at_ms == 0) return nullptr;
+  return json::object{{"at", IsoTime(r.at_ms)}, {"outcome", r.outcome}, {"message", r.message}};
+}
+
+HttpResponse ReloadResponse(const ReloadReport& report) {
+  json::array queries;
+  for (const auto& [name, r] : report.queries) {
+    queries.push_back(json::object{{"name", name}, {"outcome", r.outcome}, {"message", r.message}});
+  }
+  json::array errors(report.errors.begin(), report.errors.end());
+  json::array restart(report.needs_restart.begin(), report.needs_restart.end());
+  const int status = report.result == "invalid" ? 422 : report.result == "stopping" ? 409 : 200;
+  return Json(status, json::object{{"result", report.result},
+                                   {"at", IsoTime(report.at_ms)},
+                                   {"errors", std::move(errors)},
+                                   {"needs_restart", std::move(restart)},
+                                   {"queries", std::move(queries)}});
 }
 
 json::object Definition(const QueryView& q) {
@@ -58,7 +79,8 @@ json::object Definition(const QueryView& q) {
           {"allowed_lateness_ms", o.allowed_lateness_ms},
           {"group_by", std::move(group)},
           {"aggregates", std::move(aggregates)},
-          {"output_mode", o.output_mode == streaming::OutputMode::kFinal ? "final" : "update"}};
+          {"output_mode", o.output_mode == streaming::OutputMode::kFinal ? "final" : "update"},
+          {"reload", ReloadJson(q.reload)}};
 }
 
 HttpResponse Aggregates(const QueryView& q, const HttpRequest& req) {
@@ -139,8 +161,11 @@ bool TokenMatches(std::string_view authorization, const std::string& token) {
 
 HttpHandler MakeApiHandler(const ApiContext* api) {
   return [api](const HttpRequest& req) -> HttpResponse {
-    if (req.method != "GET" && req.method != "HEAD") return Error(405, "only GET");
     const std::string& path = req.path;
+    const bool reload = path == "/v1/reload";
+    if (reload ? req.method != "POST" : req.method != "GET" && req.method != "HEAD") {
+      return Error(405, reload ? "only POST" : "only GET");
+    }
     if (path == "/livez" || path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
     if (path == "/readyz") {
       if (!api->ready->load()) {
@@ -156,8 +181,6 @@ HttpHandler MakeApiHandler(const ApiContext* api) {
     if (path == "/metrics") {
       return {200, "text/plain; version=0.0.4; charset=utf-8", api->metrics->Scrape()};
     }
-    // The query list is filled while recovering; `ready` (set after it, release/acquire)
-    // publishes it to the HTTP threads.
     if (path.starts_with("/v1/") && !api->ready->load()) {
       return Error(503, "not ready: state is being recovered");
     }
@@ -165,9 +188,16 @@ HttpHandler MakeApiHandler(const ApiContext* api) {
         !TokenMatches(req.authorization, api->token)) {
       return Error(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)");
     }
+    if (reload) {
+      if (!api->reload || api->token.empty()) {
+        return Error(403, "reload over HTTP needs service.http_token_file; send SIGHUP instead");
+      }
+      return ReloadResponse(api->reload());
+    }
+    const std::vector<QueryView> queries = api->queries();
     if (path == "/v1/queries") {
       json::array list;
-      for (const auto& q : api->queries) list.push_back(Definition(q));
+      for (const auto& q : queries) list.push_back(Definition(q));
       return Json(200, list);
     }
     constexpr std::string_view kPrefix = "/v1/queries/";
@@ -178,9 +208,9 @@ HttpHandler MakeApiHandler(const ApiContext* api) {
       sub = rest.substr(slash + 1);
       rest = rest.substr(0, slash);
     }
-    auto q = std::find_if(api->queries.begin(), api->queries.end(),
+    auto q = std::find_if(queries.begin(), queries.end(),
                           [&](const QueryView& v) { return v.name == rest; });
-    if (q == api->queries.end()) return Error(404, fmt::format("no query '{}'", rest));
+    if (q == queries.end()) return Error(404, fmt::format("no query '{}'", rest));
     if (sub.empty()) {
       json::object o = Definition(*q);
       json::array progress;

@@ -1,7 +1,8 @@
 // The HTTP API of the service: /metrics, /livez, /healthz, /readyz, /v1/queries,
-// /v1/queries/NAME, /v1/queries/NAME/aggregates?FIELD=..&from=..&to=.., /v1/queries/NAME/lineage.
-// Thread safety: the handler may run on any thread. `queries` is filled before `ready` becomes
-// true and read only after it is; /v1/* answers 503 until then.
+// /v1/queries/NAME, /v1/queries/NAME/aggregates?FIELD=..&from=..&to=.., /v1/queries/NAME/lineage,
+// and POST /v1/reload (only when a token is set).
+// Thread safety: the handler may run on any thread, and so may the context's functions;
+// /v1/* answers 503 until `ready`.
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 
 #include "service/http_server.h"
 #include "service/metrics.h"
+#include "service/reload_plan.h"
 #include "streaming/aggregation_query.h"
 #include "streaming/streaming_context.h"
 
@@ -22,7 +24,8 @@ struct QueryView {
   std::string source;
   int64_t batch_interval_ms = 0;
   std::shared_ptr<streaming::AggregationQuery> query;
-  streaming::StreamingContext* ssc = nullptr;
+  std::shared_ptr<streaming::StreamingContext> ssc;
+  ReloadOutcome reload;  // what the last reload did to the query
 };
 
 struct ApiContext {
@@ -30,7 +33,11 @@ struct ApiContext {
   const std::atomic<bool>* ready = nullptr;
   // Problems that make a recovered service not ready (see Health); may be empty.
   std::function<std::vector<std::string>()> problems;
-  std::vector<QueryView> queries;
+  // The running queries now, in config order.
+  std::function<std::vector<QueryView>()> queries;
+  // Reloads the config file (POST /v1/reload, which needs `token`): blocks until the reload
+  // ended. Empty: no reload over HTTP.
+  std::function<ReloadReport()> reload;
   // When set, /v1/* requests need "Authorization: Bearer <token>" (service.http_token_file);
   // /metrics and the health endpoints stay open for scrapers and probes.
   std::string token;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include <prometheus/text_serializer.h>
 
@@ -74,19 +75,42 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
     batches_.Increment();
     duration_.Observe(p.processing_seconds);
     delay_.Set(p.scheduling_delay_seconds);
+    // Counted from what this probe's query counted (a query restarted by a reload counts from
+    // zero again; its series go on).
     const streaming::QueryCounters c = query_->counters();
-    records_.Increment(static_cast<double>(c.records) - records_.Value());
-    late_.Increment(static_cast<double>(c.late) - late_.Value());
-    filtered_.Increment(static_cast<double>(c.filtered) - filtered_.Value());
+    records_.Increment(static_cast<double>(c.records - seen_.records));
+    late_.Increment(static_cast<double>(c.late - seen_.late));
+    filtered_.Increment(static_cast<double>(c.filtered - seen_.filtered));
     for (const auto& [reason, n] : c.invalid) {
       auto& counter = m_->invalid_.Add({{"query", name_}, {"reason", reason}});
-      counter.Increment(static_cast<double>(n) - counter.Value());
+      auto it = seen_.invalid.find(reason);
+      counter.Increment(static_cast<double>(n - (it == seen_.invalid.end() ? 0 : it->second)));
     }
+    seen_ = c;
     if (p.watermark_ms != INT64_MIN) watermark_.Set(static_cast<double>(p.watermark_ms) / 1000.0);
     if (state_size_fn_) {
       const StateSize size = state_size_fn_();
       keys_.Set(static_cast<double>(size.keys));
       bytes_.Set(static_cast<double>(size.bytes));
+    }
+  }
+
+  const std::string& name() const { return name_; }
+
+  // Removes the query's series (it left the config).
+  void RemoveSeries() {
+    m_->batches_.Remove(&batches_);
+    m_->batch_failures_.Remove(&failures_);
+    m_->batch_duration_.Remove(&duration_);
+    m_->scheduling_delay_.Remove(&delay_);
+    m_->records_.Remove(&records_);
+    m_->late_.Remove(&late_);
+    m_->filtered_.Remove(&filtered_);
+    m_->watermark_.Remove(&watermark_);
+    m_->state_keys_.Remove(&keys_);
+    m_->state_bytes_.Remove(&bytes_);
+    for (const auto& [reason, n] : seen_.invalid) {
+      m_->invalid_.Remove(&m_->invalid_.Add({{"query", name_}, {"reason", reason}}));
     }
   }
 
@@ -105,6 +129,7 @@ class Metrics::QueryProbe final : public streaming::BatchListener {
   prometheus::Gauge& watermark_;
   prometheus::Gauge& keys_;
   prometheus::Gauge& bytes_;
+  streaming::QueryCounters seen_;  // the query's counters at its last batch
 };
 
 Metrics::Metrics()
@@ -183,6 +208,16 @@ Metrics::Metrics()
                            .Help("When the last checkpoint finished")
                            .Register(*registry_)
                            .Add({})),
+      reloads_(BuildCounter()
+                   .Name("runnel_config_reloads_total")
+                   .Help("Config reloads (SIGHUP, POST /v1/reload), by result: applied, partial "
+                         "(something refused, failed or needing a restart), invalid")
+                   .Register(*registry_)),
+      last_reload_(BuildGauge()
+                       .Name("runnel_config_last_reload_timestamp_seconds")
+                       .Help("When the config was last reloaded and applied (0: never)")
+                       .Register(*registry_)
+                       .Add({})),
       broken_states_(BuildGauge()
                          .Name("runnel_state_broken_databases")
                          .Help("Live databases set aside as corrupt (db.broken-*) in state_dir, "
@@ -228,9 +263,18 @@ streaming::BatchListener* Metrics::ForQuery(const std::string& name,
                                             std::shared_ptr<streaming::AggregationQuery> query,
                                             std::function<StateSize()> state_size) {
   std::lock_guard lock(mu_);
+  std::erase_if(probes_, [&](const auto& p) { return p->name() == name; });
   probes_.push_back(
       std::make_unique<QueryProbe>(this, name, std::move(query), std::move(state_size)));
   return probes_.back().get();
+}
+
+void Metrics::RemoveQuery(const std::string& name) {
+  std::lock_guard lock(mu_);
+  for (auto& p : probes_) {
+    if (p->name() == name) p->RemoveSeries();
+  }
+  std::erase_if(probes_, [&](const auto& p) { return p->name() == name; });
 }
 
 void Metrics::SetStorageProbe(std::function<std::map<std::string, uint64_t>()> tickers) {
@@ -268,7 +312,29 @@ void Metrics::SetEngineProbe(std::function<std::pair<int64_t, int64_t>()> tasks)
 
 void Metrics::AddKafkaProbe(const std::string& source, std::function<KafkaSourceStats()> stats) {
   std::lock_guard lock(mu_);
-  kafka_probes_.push_back({source, std::move(stats), {}});
+  std::erase_if(kafka_probes_, [&](const KafkaProbe& p) { return p.source == source; });
+  kafka_probes_.push_back({source, std::move(stats), {}, {}});
+}
+
+void Metrics::RemoveKafkaProbe(const std::string& source) {
+  std::lock_guard lock(mu_);
+  for (KafkaProbe& probe : kafka_probes_) {
+    if (probe.source != source) continue;
+    for (prometheus::Gauge* old : probe.lag_series) lag_.Remove(old);
+    const std::map<std::string, std::string> labels = {{"source", probe.source}};
+    for (auto* family : {&fetch_errors_, &rebalances_, &lost_})
+      family->Remove(&family->Add(labels));
+    assigned_.Remove(&assigned_.Add(labels));
+  }
+  std::erase_if(kafka_probes_, [&](const KafkaProbe& p) { return p.source == source; });
+}
+
+void Metrics::ObserveReload(std::string_view result, bool applied) {
+  reloads_.Add({{"result", std::string(result)}}).Increment();
+  if (applied) {
+    last_reload_.Set(
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  }
 }
 
 void Metrics::ObserveCheckpoint(double seconds) {
@@ -324,12 +390,13 @@ std::string Metrics::Scrape() {
       }
       probe.lag_series = std::move(series);
       const std::map<std::string, std::string> labels = {{"source", probe.source}};
-      for (auto [family, value] :
-           {std::pair{&fetch_errors_, stats.fetch_errors},
-            std::pair{&rebalances_, stats.rebalances}, std::pair{&lost_, stats.records_lost}}) {
-        auto& counter = family->Add(labels);
-        const double delta = static_cast<double>(value) - counter.Value();
-        if (delta > 0) counter.Increment(delta);
+      // Counted from what this probe's source counted (a source made again counts from 0).
+      for (auto [family, value, seen] :
+           {std::tuple{&fetch_errors_, stats.fetch_errors, &probe.seen.fetch_errors},
+            std::tuple{&rebalances_, stats.rebalances, &probe.seen.rebalances},
+            std::tuple{&lost_, stats.records_lost, &probe.seen.records_lost}}) {
+        if (value > *seen) family->Add(labels).Increment(static_cast<double>(value - *seen));
+        *seen = value;
       }
       assigned_.Add(labels).Set(static_cast<double>(stats.assigned_partitions));
     }

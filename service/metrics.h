@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -50,10 +51,15 @@ class Metrics {
   Metrics();
   ~Metrics();
 
-  // The listener that records one query's batches (owned by Metrics; lives as long as it).
+  // The listener that records one query's batches (owned by Metrics). A second call for the
+  // same name replaces the first listener (its context must no longer call it), and the
+  // query's series go on.
   streaming::BatchListener* ForQuery(const std::string& name,
                                      std::shared_ptr<streaming::AggregationQuery> query,
                                      std::function<StateSize()> state_size);
+  // The query left the config: its listener goes (its context must no longer call it), and so
+  // do its series.
+  void RemoveQuery(const std::string& name);
 
   // The state store's counters (RocksDB tickers by short name), read at each scrape.
   void SetStorageProbe(std::function<std::map<std::string, uint64_t>()> tickers);
@@ -62,8 +68,14 @@ class Metrics {
   void SetEngineProbe(std::function<std::pair<int64_t, int64_t>()> tasks);
 
   // A Kafka source's lag per partition and its counters, read at each scrape. Lag series of
-  // partitions the source no longer owns are removed.
+  // partitions the source no longer owns are removed. Replaces an earlier probe of `source`.
   void AddKafkaProbe(const std::string& source, std::function<KafkaSourceStats()> stats);
+  // The source is gone: its probe and its series.
+  void RemoveKafkaProbe(const std::string& source);
+
+  // A config reload ended with `result` (applied, partial, invalid); `applied`: the file was
+  // valid and what it changes is in effect.
+  void ObserveReload(std::string_view result, bool applied);
 
   // A checkpoint finished: its duration, and now as the last checkpoint time.
   void ObserveCheckpoint(double seconds);
@@ -97,6 +109,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& state_bytes_;
   prometheus::Histogram& checkpoint_duration_;
   prometheus::Gauge& last_checkpoint_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Gauge& last_reload_;
   prometheus::Gauge& broken_states_;
   prometheus::Counter& cpu_seconds_;
   prometheus::Gauge& resident_bytes_;
@@ -111,6 +125,7 @@ class Metrics {
     std::string source;
     std::function<KafkaSourceStats()> stats;
     std::vector<prometheus::Gauge*> lag_series;  // set at the last scrape
+    KafkaSourceStats seen;                       // the counters at the last scrape
   };
   std::vector<KafkaProbe> kafka_probes_;                       // guarded by mu_
   std::function<std::pair<int64_t, int64_t>()> engine_probe_;  // guarded by mu_

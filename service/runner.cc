@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -22,156 +23,52 @@
 #include "service/health.h"
 #include "service/http_api.h"
 #include "service/metrics.h"
+#include "service/reload_plan.h"
+#include "service/running_query.h"
 #include "service/systemd_notify.h"
-#include "sinks/json_file_sink.h"
-#include "sinks/kafka_sink.h"
-#include "sinks/rejected_record.h"
-#include "sources/file_source.h"
-#include "sources/kafka_source.h"
 #include "state/rocksdb_store.h"
-#include "streaming/aggregation_query.h"
 #include "streaming/available_now.h"
 
 namespace runnel::service {
-namespace {
-
-std::optional<streaming::RateControlOptions> RateControl(const SourceConfig& source) {
-  if (!source.rate_control) return std::nullopt;
-  return streaming::RateControlOptions{.min_rate = static_cast<double>(source.min_rate),
-                                       .initial_rate = static_cast<double>(source.initial_rate)};
-}
-
-// One registered query and what it runs on.
-struct RunningQuery {
-  const QueryConfig* config = nullptr;
-  std::unique_ptr<streaming::StreamingContext> ssc;
-  streaming::InputStreamBase* input = nullptr;  // the query's source (owned by `stream`)
-  sources::KafkaSource* kafka = nullptr;        // the same, when it is a Kafka source
-  std::optional<streaming::DStream<std::string>> stream;
-  std::shared_ptr<streaming::AggregationQuery> query;
-  std::vector<std::unique_ptr<sinks::RecordSink>> sinks;
-  std::unique_ptr<sinks::JsonFileSink> dead_letters;
-  std::unique_ptr<sinks::JsonFileSink> late_output;
-};
-
-// A JSON file sink under `root` for query `name`, claimed for the state's incarnation.
-Result<std::unique_ptr<sinks::JsonFileSink>> JsonSink(const std::string& root,
-                                                      const std::string& name,
-                                                      const std::string& incarnation,
-                                                      bool state_has_batches) {
-  auto sink = std::make_unique<sinks::JsonFileSink>(root, name);
-  RETURN_NOT_OK(sink->Claim(incarnation, /*adopt_unmarked=*/state_has_batches));
-  return sink;
-}
-
-Status BuildQuery(const Config& config, const QueryConfig& qc, engine::Context* engine,
-                  state::RocksDbStateStore* store, RunningQuery* rq) {
-  const std::string& name = qc.aggregation.name;
-  const SourceConfig& source = config.sources.at(qc.source);
-  rq->config = &qc;
-  ASSIGN_OR_RETURN(rq->query, streaming::AggregationQuery::Make(qc.aggregation, store));
-  ASSIGN_OR_RETURN(streaming::CommittedBatch next, rq->query->Recover());
-  const bool has_batches = next.record.batch_id.value() > 0;  // the state holds batches of its own
-  rq->ssc = std::make_unique<streaming::StreamingContext>(
-      engine, streaming::StreamingOptions{.batch_interval = Millis(qc.batch_interval_ms),
-                                          .first_batch_id = next.record.batch_id});
-  if (source.type == SourceType::kFile) {
-    ASSIGN_OR_RETURN(
-        auto file, sources::FileSource::Make(rq->ssc.get(),
-                                             {.path = source.path,
-                                              .max_records_per_batch = source.max_records_per_batch,
-                                              .name = source.name}));
-    RETURN_NOT_OK(file->Restore(next.record.positions));
-    rq->input = file.get();
-    rq->stream.emplace(file);
-  } else {
-    ASSIGN_OR_RETURN(auto kafka, sources::KafkaSource::Make(
-                                     rq->ssc.get(),
-                                     {.name = source.name,
-                                      .bootstrap_servers = source.bootstrap_servers,
-                                      .topics = source.topics,
-                                      .group_id = source.group_id,
-                                      .group_membership = source.group_membership,
-                                      .start_at_earliest = source.start_at_earliest,
-                                      .max_records_per_partition = source.max_records_per_partition,
-                                      .fail_on_data_loss = source.fail_on_data_loss,
-                                      .librdkafka = source.librdkafka,
-                                      .timeout_ms = static_cast<int>(source.request_timeout_ms),
-                                      .rate_control = RateControl(source)}));
-    RETURN_NOT_OK(kafka->Restore(next.record.positions, /*use_group_offsets=*/!next.reset));
-    rq->input = kafka.get();
-    rq->kafka = kafka.get();
-    rq->ssc->AddListener(kafka.get());  // rate control learns from each batch
-    rq->stream.emplace(kafka);
-  }
-  for (const SinkConfig& s : qc.sinks) {
-    if (s.type == SinkType::kKafka) {
-      ASSIGN_OR_RETURN(auto sink, sinks::KafkaSink::Make({.bootstrap_servers = s.bootstrap_servers,
-                                                          .topic = s.topic,
-                                                          .librdkafka = s.librdkafka}));
-      rq->sinks.push_back(std::move(sink));
-    } else {
-      ASSIGN_OR_RETURN(auto sink, JsonSink(s.path, name, store->incarnation(), has_batches));
-      rq->sinks.push_back(std::move(sink));
-    }
-  }
-  if (!qc.dead_letter_path.empty()) {
-    ASSIGN_OR_RETURN(rq->dead_letters,
-                     JsonSink(qc.dead_letter_path, name, store->incarnation(), has_batches));
-  }
-  if (!qc.late_output_path.empty()) {
-    ASSIGN_OR_RETURN(rq->late_output,
-                     JsonSink(qc.late_output_path, name, store->incarnation(), has_batches));
-    auto* late = rq->late_output.get();
-    rq->query->SetLateOutput([late](BatchId batch, const std::vector<std::string>& lines) {
-      std::vector<std::string> records;
-      for (const auto& l : lines) {
-        records.push_back(sinks::RejectedRecord(batch, records.size(), "late", l));
-      }
-      return late->Write(batch, records);
-    });
-  }
-  auto* sinks = &rq->sinks;
-  auto* dead = rq->dead_letters.get();
-  rq->query->Attach(
-      *rq->stream,
-      [sinks](BatchId batch, const std::vector<std::string>& records) {
-        for (auto& sink : *sinks) RETURN_NOT_OK(sink->Write(batch, records));
-        return Status::OK();
-      },
-      [dead](BatchId batch, const std::vector<streaming::InvalidRecord>& invalid) {
-        if (dead == nullptr) return Status::OK();
-        std::vector<std::string> lines;
-        for (const auto& r : invalid) {
-          lines.push_back(sinks::RejectedRecord(batch, lines.size(), r.reason, r.line));
-        }
-        return dead->Write(batch, lines);
-      });
-  Logger("service")->info("query {} recovered: next batch {}, {} source positions", name,
-                          next.record.batch_id, next.record.positions.size());
-  return Status::OK();
-}
-
-}  // namespace
 
 sigset_t BlockTerminationSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
 }
 
 namespace {
 
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Waits for one of `signals` other than SIGHUP for up to 100 ms; 0 when none came.
+int PollStopSignal(const sigset_t& signals) {
+  const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
+  const int sig = sigtimedwait(&signals, nullptr, &poll);
+  return sig > 0 && sig != SIGHUP ? sig : 0;
+}
+
 // `runnel run` in named phases: lock, open, recover, serve, then run (until a signal, or until
 // the sources are drained with --available-now) and drain. Each phase returns a Status; the
-// exit code comes from ExitCodeFor. Wiring only: the work is in the modules it calls.
+// exit code comes from ExitCodeFor. While running, SIGHUP (and POST /v1/reload) reloads the
+// config between batches (Reload). Wiring only: the work is in the modules it calls.
+//
+// Threads: Run's (the phases, signals, SIGHUP reloads), the HTTP handlers (views of the
+// queries, POST /v1/reload), the checkpointer's, the progress reporter's and one watcher per
+// query. The query list changes only under reload_mu_ (a reload, the drain), and each change
+// also under queries_mu_, which the readers take.
 class Service {
  public:
-  Service(const Config& config, const RunOptions& options, sigset_t signals)
-      : config_(config), options_(options), signals_(signals), log_(Logger("service")) {}
+  Service(Config config, const RunOptions& options, sigset_t signals)
+      : config_(std::move(config)), options_(options), signals_(signals), log_(Logger("service")) {}
 
   int Run() {
     RunPhase phase = RunPhase::kStart;
@@ -246,11 +143,12 @@ class Service {
     });
     // After each checkpoint, its Kafka offsets go to the consumer group (for lag tools).
     auto commit_to_groups = [this](const checkpoint::v1::Manifest& manifest) {
+      std::lock_guard lock(queries_mu_);
       for (const checkpoint::v1::QueryState& q : manifest.queries()) {
-        for (RunningQuery& rq : queries_) {
-          if (rq.kafka == nullptr || rq.config->aggregation.name != q.name()) continue;
+        for (const auto& rq : queries_) {
+          if (rq->kafka == nullptr || rq->name() != q.name()) continue;
           auto record = checkpoint::QueryRecord(q);
-          Status st = record.ok() ? rq.kafka->CommitToGroup(record->positions) : record.status();
+          Status st = record.ok() ? rq->kafka->CommitToGroup(record->positions) : record.status();
           if (!st.ok()) log_->warn("query {}: {}", q.name(), st.ToString());
         }
       }
@@ -265,6 +163,8 @@ class Service {
     api_ = ApiContext{.metrics = &metrics_,
                       .ready = &ready_,
                       .problems = [this] { return health_.Problems(); },
+                      .queries = [this] { return Views(); },
+                      .reload = [this] { return Reload(); },
                       .token = config_.http_token};
     return Status::OK();
   }
@@ -284,27 +184,12 @@ class Service {
 
   // Every query from its last committed batch, its sources connected, its listeners wired.
   Status Recover() {
-    queries_.resize(config_.queries.size());
-    for (size_t i = 0; i < config_.queries.size(); ++i) {
-      RETURN_NOT_OK(
-          BuildQuery(config_, config_.queries[i], engine_.get(), store_.get(), &queries_[i]));
-    }
-    auto* db = store_.get();
-    for (RunningQuery& rq : queries_) {
-      const std::string& name = rq.config->aggregation.name;
-      rq.ssc->AddListener(metrics_.ForQuery(name, rq.query, [db, name] {
-        const state::NamespaceStats stats = db->Stats(name);
-        return StateSize{.keys = stats.keys, .bytes = stats.bytes};
-      }));
-      rq.ssc->AddListener(checkpointer_->listener());
-      rq.ssc->AddListener(health_.ForQuery(name));
-      if (rq.kafka != nullptr) WireKafka(rq);
-      rq.ssc->AddListener(notifier_.listener());
-      api_.queries.push_back({.name = name,
-                              .source = rq.config->source,
-                              .batch_interval_ms = rq.config->batch_interval_ms,
-                              .query = rq.query,
-                              .ssc = rq.ssc.get()});
+    for (const QueryConfig& qc : config_.queries) {
+      ASSIGN_OR_RETURN(auto rq,
+                       BuildQuery(qc, config_.sources.at(qc.source), engine_.get(), store_.get()));
+      Wire(*rq);
+      std::lock_guard lock(queries_mu_);
+      queries_.push_back(std::move(rq));
     }
     ready_ = true;  // state recovered, sources connected
     notifier_.Ready(fmt::format("{} queries recovered, running", queries_.size()));
@@ -312,9 +197,20 @@ class Service {
     return Status::OK();
   }
 
-  void WireKafka(RunningQuery& rq) {
+  // The query's batches reach the metrics, readiness, the checkpointer and systemd's watchdog.
+  void Wire(RunningQuery& rq) {
+    const std::string& name = rq.name();
+    auto* db = store_.get();
+    rq.ssc->AddListener(metrics_.ForQuery(name, rq.query, [db, name] {
+      const state::NamespaceStats stats = db->Stats(name);
+      return StateSize{.keys = stats.keys, .bytes = stats.bytes};
+    }));
+    rq.ssc->AddListener(checkpointer_->listener());
+    rq.ssc->AddListener(health_.ForQuery(name));
+    rq.ssc->AddListener(notifier_.listener());
+    if (rq.kafka == nullptr) return;
     auto* kafka = rq.kafka;
-    metrics_.AddKafkaProbe(rq.config->source, [kafka] {
+    metrics_.AddKafkaProbe(rq.config.source, [kafka] {
       KafkaSourceStats stats{.fetch_errors = kafka->fetch_errors(),
                              .rebalances = kafka->rebalances(),
                              .records_lost = kafka->records_lost(),
@@ -322,36 +218,76 @@ class Service {
       for (const auto& p : kafka->Lag()) stats.lag.push_back({p.topic, p.partition, p.records});
       return stats;
     });
-    health_.AddProbe([kafka, source = rq.config->source] {
+    health_.AddProbe("source " + rq.config.source, [kafka, source = rq.config.source] {
       const std::string why = kafka->Trouble();
       return why.empty() ? why : fmt::format("source {}: {}", source, why);
     });
   }
 
+  // The query stopped and goes (before it is destroyed): nothing calls into it any more.
+  // `removed`: it left the config, so its series and problems go too.
+  void Unwire(const RunningQuery& rq, bool removed) {
+    if (rq.kafka != nullptr) {
+      metrics_.RemoveKafkaProbe(rq.config.source);
+      health_.RemoveProbe("source " + rq.config.source);
+    }
+    if (removed) {
+      metrics_.RemoveQuery(rq.name());
+      health_.RemoveQuery(rq.name());
+    }
+  }
+
+  // Starts the query's batches, and a watcher that stops the service when the query fails.
+  Status StartQuery(RunningQuery& rq) {
+    RETURN_NOT_OK(rq.ssc->Start());
+    rq.watcher = std::thread([this, ssc = rq.ssc, name = rq.name()] {
+      Status st = ssc->AwaitTermination();
+      if (!st.ok() && !query_failed_.exchange(true)) {
+        log_->error("query {} stopped: {}", name, st.ToString());
+        kill(getpid(), SIGTERM);
+      }
+    });
+    return Status::OK();
+  }
+
+  std::vector<QueryView> Views() const {
+    std::lock_guard lock(queries_mu_);
+    std::vector<QueryView> views;
+    for (const auto& rq : queries_) {
+      auto outcome = reloads_.find(rq->name());
+      views.push_back({.name = rq->name(),
+                       .source = rq->config.source,
+                       .batch_interval_ms = rq->config.batch_interval_ms,
+                       .query = rq->query,
+                       .ssc = rq->ssc,
+                       .reload = outcome == reloads_.end() ? ReloadOutcome{} : outcome->second});
+    }
+    return views;
+  }
+
   // --available-now: every query until its sources hold nothing unplanned, then a final
   // checkpoint. A signal stops the catch-up (also a batch waiting to retry); committed
-  // batches stay.
+  // batches stay. SIGHUP is ignored: the run ends with the config it started with.
   Status CatchUp(std::string* what) {
     std::atomic<bool> interrupted{false};
     std::jthread stopper([this, &interrupted](std::stop_token stop) {
-      const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
       while (!stop.stop_requested()) {
-        if (sigtimedwait(&signals_, nullptr, &poll) > 0) {
+        if (PollStopSignal(signals_) != 0) {
           log_->warn("signal: stopping the catch-up after the running batch");
           interrupted = true;
-          for (RunningQuery& rq : queries_) rq.ssc->Stop(Millis(0)).IgnoreError();
+          for (const auto& rq : queries_) rq->ssc->Stop(Millis(0)).IgnoreError();
           return;
         }
       }
     });
-    for (RunningQuery& rq : queries_) {
-      const std::string& name = rq.config->aggregation.name;
+    for (const auto& rq : queries_) {
+      const std::string& name = rq->name();
       // Batch times on the query's grid, starting now.
       *what = "query " + name;
       auto ran =
-          streaming::RunAvailableNow(*rq.ssc, *rq.input, SystemClock::Get().Now(), interrupted);
+          streaming::RunAvailableNow(*rq->ssc, *rq->input, SystemClock::Get().Now(), interrupted);
       RETURN_NOT_OK(ran.status());
-      const auto counters = rq.query->counters();
+      const auto counters = rq->query->counters();
       int64_t invalid = 0;
       for (const auto& [reason, n] : counters.invalid) invalid += n;
       log_->info("query {}: caught up after {} batches: {} records, {} invalid, {} late", name,
@@ -365,27 +301,18 @@ class Service {
   }
 
   Status StartQueries(std::string* what) {
-    for (RunningQuery& rq : queries_) {
-      *what = "query " + rq.config->aggregation.name;
-      if (Status st = rq.ssc->Start(); !st.ok()) {
+    for (const auto& rq : queries_) {
+      *what = "query " + rq->name();
+      if (Status st = StartQuery(*rq); !st.ok()) {
         // The queries started already stop before what their batches use goes.
-        for (RunningQuery& other : queries_)
-          other.ssc->Stop(Millis(config_.shutdown_timeout_ms)).IgnoreError();
+        for (const auto& other : queries_) {
+          other->ssc->Stop(Millis(config_.shutdown_timeout_ms)).IgnoreError();
+        }
         return st;
       }
     }
     if (options_.progress_log_ms > 0) {
       reporter_ = std::jthread([this](std::stop_token token) { ReportProgress(token); });
-    }
-    // A query that fails stops the service: wake the signal wait.
-    for (RunningQuery& rq : queries_) {
-      watchers_.emplace_back([this, &rq] {
-        Status st = rq.ssc->AwaitTermination();
-        if (!st.ok() && !query_failed_.exchange(true)) {
-          log_->error("query {} stopped: {}", rq.config->aggregation.name, st.ToString());
-          kill(getpid(), SIGTERM);
-        }
-      });
     }
     return Status::OK();
   }
@@ -398,14 +325,15 @@ class Service {
       cv.wait_for(lock, token, std::chrono::milliseconds(options_.progress_log_ms),
                   [] { return false; });
       if (token.stop_requested()) break;
-      for (RunningQuery& rq : queries_) {
-        const auto c = rq.query->counters();
-        const auto progress = rq.ssc->RecentProgress();
+      std::lock_guard queries(queries_mu_);
+      for (const auto& rq : queries_) {
+        const auto c = rq->query->counters();
+        const auto progress = rq->ssc->RecentProgress();
         const double last = progress.empty() ? 0 : progress.back().processing_seconds;
-        const int64_t wm = rq.query->watermark();
+        const int64_t wm = rq->query->watermark();
         const std::string line =
             fmt::format("{}: {} batches, {} records, {} late; last batch {:.3f}s; watermark {}",
-                        rq.config->aggregation.name, c.batches, c.records, c.late, last,
+                        rq->name(), c.batches, c.records, c.late, last,
                         wm == INT64_MIN ? "none" : streaming::FormatIsoTimestamp(wm));
         log_->info("{}", line);
         notifier_.Status(line);
@@ -413,11 +341,202 @@ class Service {
     }
   }
 
-  // Waits for SIGTERM or SIGINT (or a failed query, which raises SIGTERM). True when a query
-  // failed.
+  // Reloads the config file and applies what changed between batches (see reload_plan.h):
+  // queries that leave or change stop after their running batch, then queries that are new or
+  // changed start. The other queries run on undisturbed. One reload at a time; none once the
+  // drain began.
+  ReloadReport Reload() {
+    std::lock_guard reload(reload_mu_);
+    ReloadReport report{.at_ms = NowMs()};
+    if (draining_) {
+      report.result = "stopping";
+      return report;
+    }
+    notifier_.Reloading("reloading " + config_.file);
+    log_->info("reload: reading {}", config_.file);
+    std::vector<ConfigError> errors;
+    auto file = LoadConfig(config_.file, &errors);
+    if (!file.ok()) {
+      for (const ConfigError& e : errors) report.errors.push_back(e.ToString());
+      if (errors.empty()) report.errors.push_back(file.status().ToString());
+      for (const std::string& e : report.errors) log_->error("reload: {}", e);
+      log_->error("reload: {} is invalid; nothing changed, running as before", config_.file);
+      report.result = "invalid";
+      metrics_.ObserveReload(report.result, /*applied=*/false);
+      notifier_.Ready("reload refused: the config is invalid; running as before");
+      return report;
+    }
+    ReloadPlan plan = PlanReload(config_, *file);
+    for (const std::string& s : plan.needs_restart) {
+      log_->warn("reload: {} needs a restart; left as it is", s);
+    }
+    report.needs_restart = plan.needs_restart;
+    bool partial = !plan.needs_restart.empty();
+    std::map<std::string, QueryChange> changes;
+    for (const QueryChange& c : plan.changes) changes[c.name] = c;
+    auto outcome = [&](const std::string& name, std::string what, std::string message) {
+      if (what == "failed" || what == "refused") {
+        partial = true;
+        log_->error("reload: query {}: {}: {}", name, what, message);
+      } else {
+        log_->info("reload: query {}: {}: {}", name, what, message);
+      }
+      report.queries.emplace_back(name, ReloadOutcome{report.at_ms, what, std::move(message)});
+    };
+
+    // What leaves or changes stops first: every running batch commits (the reload waits).
+    Config& next = plan.next;
+    auto next_of = [&](const std::string& name) -> const QueryConfig* {
+      for (const QueryConfig& q : next.queries) {
+        if (q.aggregation.name == name) return &q;
+      }
+      return nullptr;
+    };
+    std::vector<std::unique_ptr<RunningQuery>> stopping;
+    {
+      std::lock_guard lock(queries_mu_);
+      for (auto& rq : queries_) {
+        const QueryConfig* q = next_of(rq->name());
+        if (q != nullptr && *q == rq->config && next.sources.at(q->source) == rq->source) continue;
+        stopping.push_back(std::move(rq));
+      }
+      std::erase(queries_, nullptr);
+    }
+    StopAll(stopping);
+    std::map<std::string, std::pair<QueryConfig, SourceConfig>> previous;
+    for (auto& rq : stopping) {
+      const bool removed = next_of(rq->name()) == nullptr;
+      Unwire(*rq, removed);
+      if (removed) {
+        outcome(rq->name(), "stopped", "no longer in the config; its state stays on disk");
+        std::lock_guard lock(queries_mu_);
+        reloads_.erase(rq->name());
+      }
+      previous.emplace(rq->name(), std::pair(rq->config, rq->source));
+      rq.reset();  // its sources disconnect
+    }
+
+    // Then what is new or changed starts, from its committed batch. The list the readers see
+    // changes once, at the end.
+    std::vector<QueryConfig> applied;
+    std::map<std::string, std::unique_ptr<RunningQuery>> launched;
+    for (const QueryConfig& qc : next.queries) {
+      const std::string& name = qc.aggregation.name;
+      auto change = changes.find(name);
+      if (!previous.contains(name) && Running(name)) {  // unchanged, or refused and left running
+        if (change != changes.end()) outcome(name, "refused", change->second.why);
+        applied.push_back(qc);
+        continue;
+      }
+      Result<std::unique_ptr<RunningQuery>> built = Launch(qc, next.sources.at(qc.source));
+      if (built.ok()) {
+        outcome(name, change == changes.end() ? "restarted" : OutcomeOf(change->second.kind),
+                change == changes.end() ? "source settings changed" : change->second.why);
+        applied.push_back(qc);
+        launched[name] = std::move(built).value();
+        continue;
+      }
+      std::string why = built.status().ToString();
+      if (auto was = previous.find(name); was != previous.end()) {
+        // It ran before this reload: back with the settings it had.
+        auto back = Launch(was->second.first, was->second.second);
+        if (back.ok()) {
+          outcome(name, "failed", why + "; kept running with its previous settings");
+          applied.push_back(was->second.first);
+          next.sources[was->second.first.source] = was->second.second;
+          launched[name] = std::move(back).value();
+          continue;
+        }
+        why += "; with its previous settings: " + back.status().ToString();
+      }
+      // Not running: the next reload tries again.
+      outcome(name, "failed", why + "; not running");
+    }
+    {
+      std::lock_guard lock(queries_mu_);
+      std::vector<std::unique_ptr<RunningQuery>> ordered;
+      for (const QueryConfig& qc : applied) {
+        const std::string& name = qc.aggregation.name;
+        if (auto it = launched.find(name); it != launched.end()) {
+          ordered.push_back(std::move(it->second));
+          continue;
+        }
+        for (auto& rq : queries_) {
+          if (rq && rq->name() == name) ordered.push_back(std::move(rq));
+        }
+      }
+      queries_ = std::move(ordered);
+    }
+    next.queries = std::move(applied);
+    config_ = std::move(next);
+    {
+      std::lock_guard lock(queries_mu_);
+      for (const auto& [name, r] : report.queries) {
+        if (r.outcome != "stopped") reloads_[name] = r;
+      }
+    }
+    report.result = partial ? "partial" : "applied";
+    metrics_.ObserveReload(report.result, /*applied=*/true);
+    const std::string status =
+        fmt::format("reloaded ({}): {} queries running", report.result, queries_.size());
+    log_->info("reload: {}", status);
+    notifier_.Ready(status);
+    return report;
+  }
+
+  bool Running(const std::string& name) const {
+    std::lock_guard lock(queries_mu_);
+    return std::any_of(queries_.begin(), queries_.end(),
+                       [&](const auto& rq) { return rq->name() == name; });
+  }
+
+  static std::string OutcomeOf(QueryChange::Kind kind) {
+    switch (kind) {
+      case QueryChange::Kind::kStart:
+        return "started";
+      case QueryChange::Kind::kReset:
+        return "reset";
+      case QueryChange::Kind::kRefuse:
+        return "refused";
+      default:
+        return "restarted";
+    }
+  }
+
+  // Builds, wires and starts a query; on failure nothing of it is left running.
+  Result<std::unique_ptr<RunningQuery>> Launch(const QueryConfig& qc, const SourceConfig& source) {
+    ASSIGN_OR_RETURN(auto rq, BuildQuery(qc, source, engine_.get(), store_.get()));
+    Wire(*rq);
+    if (Status st = StartQuery(*rq); !st.ok()) {
+      Unwire(*rq, /*removed=*/false);
+      return st;
+    }
+    return rq;
+  }
+
+  // Stops every query of `queries` at once, each after its running batch (the wait is not
+  // bounded: a reload never abandons a batch; shutdown_timeout only makes it log).
+  void StopAll(std::vector<std::unique_ptr<RunningQuery>>& queries) {
+    std::vector<std::jthread> stoppers;
+    for (auto& rq : queries) {
+      stoppers.emplace_back([this, q = rq.get()] {
+        if (Status st = q->ssc->Stop(Millis(config_.shutdown_timeout_ms)); !st.ok()) {
+          log_->warn("reload: query {}: {}; waiting for its batch", q->name(), st.ToString());
+        }
+        if (q->watcher.joinable()) q->watcher.join();
+      });
+    }
+  }
+
+  // Waits for SIGTERM or SIGINT (or a failed query, which raises SIGTERM); SIGHUP reloads the
+  // config meanwhile. True when a query failed.
   bool AwaitSignal() {
     int sig = 0;
-    sigwait(&signals_, &sig);
+    while (true) {
+      sigwait(&signals_, &sig);
+      if (sig != SIGHUP) break;
+      Reload();
+    }
     const bool failed = query_failed_.load();
     notifier_.Stopping(failed ? "a query failed: stopping" : "draining: finishing running batches");
     log_->info("{}: draining (finishing running batches, at most {} ms)",
@@ -430,15 +549,16 @@ class Service {
     // A second signal while draining exits at once: every commit is atomic, so state stays
     // consistent and the next start resumes from the last committed batch.
     std::jthread second_signal([this](std::stop_token stop) {
-      const timespec poll{.tv_sec = 0, .tv_nsec = 100'000'000};
       while (!stop.stop_requested()) {
-        if (sigtimedwait(&signals_, nullptr, &poll) > 0) {
+        if (PollStopSignal(signals_) != 0) {
           log_->warn("second signal: exiting now, without waiting for running batches");
           spdlog::shutdown();
           _exit(kExitFailure);
         }
       }
     });
+    std::lock_guard reload(reload_mu_);  // a reload over HTTP ends first; none starts after
+    draining_ = true;
     Status result;
     // shutdown_timeout bounds the whole drain: every query stops at once, each within it.
     std::vector<Status> stopped(queries_.size());
@@ -446,12 +566,12 @@ class Service {
       std::vector<std::jthread> stoppers;
       for (size_t i = 0; i < queries_.size(); ++i) {
         stoppers.emplace_back(
-            [&, i] { stopped[i] = queries_[i].ssc->Stop(Millis(config_.shutdown_timeout_ms)); });
+            [&, i] { stopped[i] = queries_[i]->ssc->Stop(Millis(config_.shutdown_timeout_ms)); });
       }
     }
     for (size_t i = 0; i < queries_.size(); ++i) {
       if (stopped[i].ok()) continue;
-      log_->error("query {}: {}", queries_[i].config->aggregation.name, stopped[i].ToString());
+      log_->error("query {}: {}", queries_[i]->name(), stopped[i].ToString());
       if (result.ok()) result = stopped[i];
       if (stopped[i].code() == StatusCode::kDeadlineExceeded) {
         // A batch still running past the timeout: exit now. Every commit is atomic, so the
@@ -463,7 +583,9 @@ class Service {
         _exit(kExitFailure);
       }
     }
-    for (auto& w : watchers_) w.join();
+    for (const auto& rq : queries_) {
+      if (rq->watcher.joinable()) rq->watcher.join();
+    }
     if (Status st = checkpointer_->Final(); !st.ok()) {
       log_->error("final checkpoint: {}", st.ToString());
       if (result.ok()) result = st;
@@ -476,7 +598,7 @@ class Service {
     return result;
   }
 
-  const Config& config_;
+  Config config_;  // what runs: the file at start, then as each reload applied it
   const RunOptions& options_;
   sigset_t signals_;
   std::shared_ptr<spdlog::logger> log_;
@@ -486,7 +608,11 @@ class Service {
   Metrics metrics_;
   // Destroyed in reverse: the HTTP server first, then what it and the checkpointer's thread
   // read (the API context, the queries), then the store and the lock.
-  std::vector<RunningQuery> queries_;
+  std::mutex reload_mu_;   // held by a reload and by the drain
+  bool draining_ = false;  // guarded by reload_mu_
+  mutable std::mutex queries_mu_;
+  std::vector<std::unique_ptr<RunningQuery>> queries_;  // in config order; see the class comment
+  std::map<std::string, ReloadOutcome> reloads_;        // by query; guarded by queries_mu_
   std::unique_ptr<Checkpointer> checkpointer_;
   SystemdNotifier notifier_;
   Health health_;
@@ -495,7 +621,6 @@ class Service {
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> query_failed_{false};
   std::jthread reporter_;
-  std::vector<std::jthread> watchers_;
 };
 
 }  // namespace

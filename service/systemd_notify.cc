@@ -2,7 +2,11 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <time.h>
+
 #include <cstdlib>
+
+#include <fmt/format.h>
 
 #include "common/logging.h"
 
@@ -36,6 +40,14 @@ void SystemdNotifier::Send(const std::string& state) {
 }
 
 void SystemdNotifier::Ready(const std::string& status) { Send("READY=1\nSTATUS=" + status); }
+
+void SystemdNotifier::Reloading(const std::string& status) {
+  // MONOTONIC_USEC lets systemd (Type=notify-reload) match this to the reload it asked for.
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const int64_t usec = int64_t{now.tv_sec} * 1'000'000 + now.tv_nsec / 1000;
+  Send(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={}", usec, status));
+}
 
 void SystemdNotifier::Status(const std::string& status) { Send("STATUS=" + status); }
 

@@ -1,5 +1,6 @@
 // SystemdNotifier: the service's side of systemd's notify protocol (sd_notify). READY=1 once
-// state is recovered and sources are connected, STATUS= lines, STOPPING=1 when draining, and
+// state is recovered and sources are connected, STATUS= lines, RELOADING=1 while a config
+// reload runs (READY=1 again when it ends), STOPPING=1 when draining, and
 // WATCHDOG=1 from the batch loop: every query's completed batch may ping, at most once per half
 // of WATCHDOG_USEC, so a service whose batches stop running stops pinging and is restarted.
 // Does nothing when NOTIFY_SOCKET is unset (not started by systemd).
@@ -25,6 +26,8 @@ class SystemdNotifier {
   std::chrono::microseconds watchdog_interval() const { return watchdog_; }
 
   void Ready(const std::string& status);
+  // A reload began (RELOADING=1, MONOTONIC_USEC=now); Ready ends it.
+  void Reloading(const std::string& status);
   void Status(const std::string& status);
   void Stopping(const std::string& status);
   // WATCHDOG=1, unless one was sent less than half the interval ago.

@@ -35,6 +35,7 @@ struct AggregateSpec {
   // Map aggregates (count_values) go at the top level of output records; the others under
   // "metrics".
   bool is_map() const { return kind == Kind::kCountValues; }
+  bool operator==(const AggregateSpec&) const = default;
 };
 
 // The config name of a kind: count, count_distinct, approx_distinct, count_values, sum, ...

@@ -26,6 +26,7 @@ struct FieldCondition {
   std::string field;
   Op op = Op::kEquals;
   std::string value;
+  bool operator==(const FieldCondition&) const = default;
 };
 
 struct AggregationOptions {
@@ -49,6 +50,7 @@ struct AggregationOptions {
   // When the stored definition fingerprint differs: drop the state and rebuild it from the
   // source's starting positions (true), or refuse to start (false).
   bool reset_on_definition_change = false;
+  bool operator==(const AggregationOptions&) const = default;
 };
 
 }  // namespace runnel::streaming

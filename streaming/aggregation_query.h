@@ -68,6 +68,8 @@ class AggregationQuery {
   // What the state's meaning depends on (group_by, event time, window, lateness, aggregates),
   // as canonical text, and its 64-bit XXH3 fingerprint in hex. Stored with every commit.
   const std::string& Definition() const { return definition_; }
+  // The same for `options`, without making a query (a config reload compares definitions).
+  static std::string DefinitionText(const AggregationOptions& options);
   const std::string& Fingerprint() const { return fingerprint_; }
 
   // Runs the query on every batch of `lines`.
@@ -119,7 +121,6 @@ class AggregationQuery {
   // Whether some position differs from the last committed one.
   bool PositionsMoved(const SourcePositions& positions) const;
 
-  static std::string DefinitionText(const AggregationOptions& options);
   std::string FormatRecord(const std::string& key, const AggRow& row) const;
   // Window starts before this have left state under retention (INT64_MIN: none).
   EventTimeMs ExpireBefore(EventTimeMs watermark) const;

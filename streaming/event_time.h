@@ -29,6 +29,7 @@ struct WindowSpec {
   // Starts of every window holding `t`, oldest first.
   std::vector<EventTimeMs> WindowsOf(EventTimeMs t) const;
   EventTimeMs EndOf(EventTimeMs window_start) const { return window_start + length_ms; }
+  bool operator==(const WindowSpec&) const = default;
 };
 
 // "1hour", "30min", "1day", "10s": the `freq` of output records.

@@ -54,13 +54,19 @@ struct Api {
     ready.store(true);
     context.metrics = &metrics;
     context.ready = &ready;
-    context.queries = {{"hourly", "clicks", 1000, query, ssc.get()}};
+    context.queries = [this] {
+      return std::vector<sv::QueryView>{{.name = "hourly",
+                                         .source = "clicks",
+                                         .batch_interval_ms = 1000,
+                                         .query = query,
+                                         .ssc = ssc}};
+    };
     context.token = kToken;
     handler = sv::MakeApiHandler(&context);
   }
 
   std::unique_ptr<runnel::engine::Context> engine;
-  std::unique_ptr<rs::StreamingContext> ssc;
+  std::shared_ptr<rs::StreamingContext> ssc;
   rs::InMemoryStateStore store;
   std::shared_ptr<rs::AggregationQuery> query;
   sv::Metrics metrics;

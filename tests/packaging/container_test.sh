@@ -5,7 +5,8 @@
 # HEALTHCHECK, exact output from a mounted file source, SIGTERM draining to exit 0, a second
 # container resuming on the same volume, a second one refused while the first runs (the
 # state-directory lock), only linked libraries in the image (ldd); and for the unit: Type=notify
-# readiness with STATUS=, systemctl stop draining with exit 0, the watchdog restarting a stopped
+# readiness with STATUS=, systemctl stop draining with exit 0, systemctl reload (valid and
+# invalid files), the watchdog restarting a stopped
 # process, RestartPreventExitStatus=78, and systemd-analyze security's exposure score.
 #
 # No registry is reachable here: the Debian base image is made by debootstrap and imported,
@@ -223,7 +224,16 @@ wait_for '[ "$(prop MainPID)" != "$pid" ] && [ "$(prop ActiveState)" = active ]'
 in_unit journalctl -u runnel --no-pager | grep -q "Watchdog timeout" || fail "no watchdog timeout logged"
 stage "the watchdog killed and restarted a SIGSTOPped service (NRestarts=$(prop NRestarts))"
 
+pid=$(prop MainPID)
+in_unit systemctl reload runnel || fail "systemctl reload of a valid config failed"
+wait_for 'prop StatusText | grep -q "^reloaded (applied)"' 30 ||
+  fail "no STATUS= after the reload (StatusText: $(prop StatusText))"
 in_unit sh -c 'echo "bogus_key: 1" >> /etc/runnel/runnel.yaml'
+if in_unit systemctl reload runnel 2>/dev/null; then fail "systemctl reload of an invalid config succeeded"; fi
+[ "$(prop MainPID)" = "$pid" ] && [ "$(prop ActiveState)" = active ] ||
+  fail "an invalid reload disturbed the service (state $(prop ActiveState))"
+stage "systemctl reload: applied; an invalid file fails the reload, the service runs on"
+
 in_unit systemctl restart runnel || true
 sleep 5
 [ "$(prop ActiveState)" = failed ] || fail "a bad config: ActiveState=$(prop ActiveState), want failed"

@@ -1,5 +1,6 @@
 // The systemd notify protocol as systemd sees it: the test owns a NOTIFY_SOCKET and receives
-// READY=1, WATCHDOG=1 (at WATCHDOG_USEC / 2 from the batch loop), STATUS= and STOPPING=1.
+// READY=1, WATCHDOG=1 (at WATCHDOG_USEC / 2 from the batch loop), STATUS=, RELOADING=1 and
+// STOPPING=1.
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -74,6 +75,27 @@ TEST(SystemdTest, ReadyWatchdogStatusAndStoppingReachTheNotifySocket) {
   EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
   auto after = socket.ReceiveUntil([](const std::string&) { return false; }, 1);
   EXPECT_TRUE(Has(after, "STOPPING=1")) << (after.empty() ? "" : after.back());
+}
+
+TEST(SystemdTest, AReloadIsReloadingThenReadyAgain) {
+  TempDir dir;
+  WriteText(dir.path() + "/q.yaml", ServeConfig(dir.path(), "clicks-clean.jsonl"));
+  NotifySocket socket(dir.path() + "/notify");
+  Service service(dir.path() + "/q.yaml", dir.path() + "/log",
+                  {"NOTIFY_SOCKET=" + dir.path() + "/notify"});
+  auto ready = socket.ReceiveUntil(
+      [](const std::string& m) { return m.find("READY=1") != std::string::npos; }, 20);
+  ASSERT_TRUE(Has(ready, "READY=1"));
+  kill(service.pid(), SIGHUP);
+  auto got = socket.ReceiveUntil(
+      [](const std::string& m) { return m.find("READY=1") != std::string::npos; }, 20);
+  ASSERT_GE(got.size(), 2u);
+  EXPECT_NE(got.front().find("RELOADING=1"), std::string::npos) << got.front();
+  EXPECT_NE(got.front().find("MONOTONIC_USEC="), std::string::npos) << got.front();
+  EXPECT_NE(got.back().find("READY=1"), std::string::npos) << got.back();
+  EXPECT_NE(got.back().find("STATUS=reloaded (applied): 1 queries running"), std::string::npos)
+      << got.back();
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(20)), 0);
 }
 
 TEST(SystemdTest, WatchdogPingsAreSpacedByHalfTheInterval) {
