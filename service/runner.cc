@@ -141,15 +141,19 @@ class Service {
       const auto totals = context->task_totals();
       return std::pair(totals.succeeded, totals.failed);
     });
-    // After each checkpoint, its Kafka offsets go to the consumer group (for lag tools).
-    auto commit_to_groups = [this](const checkpoint::v1::Manifest& manifest) {
-      std::lock_guard lock(queries_mu_);
-      for (const checkpoint::v1::QueryState& q : manifest.queries()) {
-        for (const auto& rq : queries_) {
-          if (rq->kafka == nullptr || rq->name() != q.name()) continue;
-          auto record = checkpoint::QueryRecord(q);
-          Status st = record.ok() ? rq->kafka->CommitToGroup(record->positions) : record.status();
-          if (!st.ok()) log_->warn("query {}: {}", q.name(), st.ToString());
+    // After each checkpoint, the Kafka sources' confirmed offsets go to their consumer groups
+    // again (batches commit theirs asynchronously, and may skip one).
+    auto commit_to_groups = [this](const checkpoint::v1::Manifest&) {
+      std::vector<std::shared_ptr<sources::KafkaSubscription>> live;
+      {
+        std::lock_guard lock(queries_mu_);
+        for (const auto& [name, entry] : subscriptions_) {
+          if (auto sub = entry.second.lock()) live.push_back(std::move(sub));
+        }
+      }
+      for (const auto& sub : live) {
+        if (Status st = sub->CommitConfirmed(/*async=*/false); !st.ok()) {
+          log_->warn("source {}: {}", sub->options().name, st.ToString());
         }
       }
     };
@@ -185,8 +189,8 @@ class Service {
   // Every query from its last committed batch, its sources connected, its listeners wired.
   Status Recover() {
     for (const QueryConfig& qc : config_.queries) {
-      ASSIGN_OR_RETURN(auto rq,
-                       BuildQuery(qc, config_.sources.at(qc.source), engine_.get(), store_.get()));
+      ASSIGN_OR_RETURN(auto rq, BuildQuery(qc, config_.sources.at(qc.source), engine_.get(),
+                                           store_.get(), subscribe_));
       Wire(*rq);
       std::lock_guard lock(queries_mu_);
       queries_.push_back(std::move(rq));
@@ -208,29 +212,65 @@ class Service {
     rq.ssc->AddListener(checkpointer_->listener());
     rq.ssc->AddListener(health_.ForQuery(name));
     rq.ssc->AddListener(notifier_.listener());
-    if (rq.kafka == nullptr) return;
-    auto* kafka = rq.kafka;
-    metrics_.AddKafkaProbe(rq.config.source, [kafka] {
-      KafkaSourceStats stats{.fetch_errors = kafka->fetch_errors(),
-                             .rebalances = kafka->rebalances(),
-                             .records_lost = kafka->records_lost(),
-                             .assigned_partitions = static_cast<int64_t>(kafka->Owned().size())};
-      for (const auto& p : kafka->Lag()) stats.lag.push_back({p.topic, p.partition, p.records});
+  }
+
+  // A Kafka source's subscription: the live one when its settings are the same, else a new
+  // one (joining the group), with its metrics and readiness probes.
+  Result<std::shared_ptr<sources::KafkaSubscription>> Subscribe(const SourceConfig& source) {
+    {
+      std::lock_guard lock(queries_mu_);
+      auto it = subscriptions_.find(source.name);
+      if (it != subscriptions_.end() && it->second.first == source) {
+        if (auto live = it->second.second.lock()) return live;
+      }
+    }
+    ASSIGN_OR_RETURN(auto sub, sources::KafkaSubscription::Make(KafkaOptions(source)));
+    std::weak_ptr<sources::KafkaSubscription> weak = sub;
+    metrics_.AddKafkaProbe(source.name, [weak] {
+      KafkaSourceStats stats;
+      auto sub = weak.lock();
+      if (sub == nullptr) return stats;
+      stats = {.fetch_errors = sub->fetch_errors(),
+               .rebalances = sub->rebalances(),
+               .records_lost = sub->records_lost(),
+               .assigned_partitions = static_cast<int64_t>(sub->Owned().size())};
+      for (const auto& p : sub->Lag()) stats.lag.push_back({p.topic, p.partition, p.records});
       return stats;
     });
-    health_.AddProbe("source " + rq.config.source, [kafka, source = rq.config.source] {
-      const std::string why = kafka->Trouble();
-      return why.empty() ? why : fmt::format("source {}: {}", source, why);
+    health_.AddProbe("source " + source.name, [weak, name = source.name] {
+      auto sub = weak.lock();
+      const std::string why = sub == nullptr ? "" : sub->Trouble();
+      return why.empty() ? why : fmt::format("source {}: {}", name, why);
     });
+    std::lock_guard lock(queries_mu_);
+    subscriptions_[source.name] = {source, sub};
+    return sub;
+  }
+
+  // Sources whose last query went: their probes go too.
+  void ForgetUnusedSources() {
+    std::vector<std::string> gone;
+    {
+      std::lock_guard lock(queries_mu_);
+      for (auto it = subscriptions_.begin(); it != subscriptions_.end();) {
+        if (!it->second.second.expired()) {
+          ++it;
+          continue;
+        }
+        gone.push_back(it->first);
+        it = subscriptions_.erase(it);
+      }
+    }
+    for (const std::string& name : gone) {
+      metrics_.RemoveKafkaProbe(name);
+      health_.RemoveProbe("source " + name);
+      log_->info("source {}: stopped (no query reads it)", name);
+    }
   }
 
   // The query stopped and goes (before it is destroyed): nothing calls into it any more.
   // `removed`: it left the config, so its series and problems go too.
   void Unwire(const RunningQuery& rq, bool removed) {
-    if (rq.kafka != nullptr) {
-      metrics_.RemoveKafkaProbe(rq.config.source);
-      health_.RemoveProbe("source " + rq.config.source);
-    }
     if (removed) {
       metrics_.RemoveQuery(rq.name());
       health_.RemoveQuery(rq.name());
@@ -413,8 +453,9 @@ class Service {
         reloads_.erase(rq->name());
       }
       previous.emplace(rq->name(), std::pair(rq->config, rq->source));
-      rq.reset();  // its sources disconnect
+      rq.reset();  // its source detaches (a subscription goes with its last query)
     }
+    ForgetUnusedSources();
 
     // Then what is new or changed starts, from its committed batch. The list the readers see
     // changes once, at the end.
@@ -467,6 +508,7 @@ class Service {
       }
       queries_ = std::move(ordered);
     }
+    ForgetUnusedSources();  // one a failed start made
     next.queries = std::move(applied);
     config_ = std::move(next);
     {
@@ -505,7 +547,7 @@ class Service {
 
   // Builds, wires and starts a query; on failure nothing of it is left running.
   Result<std::unique_ptr<RunningQuery>> Launch(const QueryConfig& qc, const SourceConfig& source) {
-    ASSIGN_OR_RETURN(auto rq, BuildQuery(qc, source, engine_.get(), store_.get()));
+    ASSIGN_OR_RETURN(auto rq, BuildQuery(qc, source, engine_.get(), store_.get(), subscribe_));
     Wire(*rq);
     if (Status st = StartQuery(*rq); !st.ok()) {
       Unwire(*rq, /*removed=*/false);
@@ -613,6 +655,11 @@ class Service {
   mutable std::mutex queries_mu_;
   std::vector<std::unique_ptr<RunningQuery>> queries_;  // in config order; see the class comment
   std::map<std::string, ReloadOutcome> reloads_;        // by query; guarded by queries_mu_
+  // Kafka sources by name, with the settings they were made with; held by their queries'
+  // sources only. Guarded by queries_mu_.
+  std::map<std::string, std::pair<SourceConfig, std::weak_ptr<sources::KafkaSubscription>>>
+      subscriptions_;
+  const service::Subscribe subscribe_ = [this](const SourceConfig& s) { return Subscribe(s); };
   std::unique_ptr<Checkpointer> checkpointer_;
   SystemdNotifier notifier_;
   Health health_;

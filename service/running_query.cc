@@ -32,9 +32,24 @@ RunningQuery::~RunningQuery() {
   watcher.join();
 }
 
+sources::KafkaSourceOptions KafkaOptions(const SourceConfig& source) {
+  return {.name = source.name,
+          .bootstrap_servers = source.bootstrap_servers,
+          .topics = source.topics,
+          .group_id = source.group_id,
+          .group_membership = source.group_membership,
+          .start_at_earliest = source.start_at_earliest,
+          .max_records_per_partition = source.max_records_per_partition,
+          .fail_on_data_loss = source.fail_on_data_loss,
+          .librdkafka = source.librdkafka,
+          .timeout_ms = static_cast<int>(source.request_timeout_ms),
+          .rate_control = RateControl(source)};
+}
+
 Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const SourceConfig& source,
                                                  engine::Context* engine,
-                                                 state::RocksDbStateStore* store) {
+                                                 state::RocksDbStateStore* store,
+                                                 const Subscribe& subscribe) {
   auto rq = std::make_unique<RunningQuery>();
   const std::string& name = qc.aggregation.name;
   rq->config = qc;
@@ -55,19 +70,9 @@ Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const So
     rq->input = file.get();
     rq->stream.emplace(file);
   } else {
-    ASSIGN_OR_RETURN(auto kafka, sources::KafkaSource::Make(
-                                     rq->ssc.get(),
-                                     {.name = source.name,
-                                      .bootstrap_servers = source.bootstrap_servers,
-                                      .topics = source.topics,
-                                      .group_id = source.group_id,
-                                      .group_membership = source.group_membership,
-                                      .start_at_earliest = source.start_at_earliest,
-                                      .max_records_per_partition = source.max_records_per_partition,
-                                      .fail_on_data_loss = source.fail_on_data_loss,
-                                      .librdkafka = source.librdkafka,
-                                      .timeout_ms = static_cast<int>(source.request_timeout_ms),
-                                      .rate_control = RateControl(source)}));
+    ASSIGN_OR_RETURN(auto subscription, subscribe(source));
+    ASSIGN_OR_RETURN(auto kafka,
+                     sources::KafkaSource::Make(rq->ssc.get(), std::move(subscription), name));
     RETURN_NOT_OK(kafka->Restore(next.record.positions, /*use_group_offsets=*/!next.reset));
     rq->input = kafka.get();
     rq->kafka = kafka.get();

@@ -7,6 +7,7 @@
 // from any thread while the query lives and after it stopped.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,11 +45,21 @@ struct RunningQuery {
   ~RunningQuery();
 };
 
+// The Kafka source options of a configured source.
+sources::KafkaSourceOptions KafkaOptions(const SourceConfig& source);
+
+// The subscription of a Kafka source, shared by every query that reads it (the service keeps
+// one per configured source while a query uses it).
+using Subscribe =
+    std::function<Result<std::shared_ptr<sources::KafkaSubscription>>(const SourceConfig&)>;
+
 // Builds `qc` over `source`: recovers its state from `store` (a changed definition is refused,
 // or with on_definition_change: reset drops the state first), connects the source at the
-// committed positions, claims the sinks for the state's incarnation. Not started.
+// committed positions (a Kafka source through `subscribe`), claims the sinks for the state's
+// incarnation. Not started.
 Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const SourceConfig& source,
                                                  engine::Context* engine,
-                                                 state::RocksDbStateStore* store);
+                                                 state::RocksDbStateStore* store,
+                                                 const Subscribe& subscribe);
 
 }  // namespace runnel::service

@@ -4,6 +4,8 @@
 
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -120,9 +122,9 @@ void KafkaGroup::RebalanceCallback(rd_kafka_t* rk, int err, void* partitions, vo
   }
 }
 
-Result<std::map<TopicPartition, int64_t>> KafkaGroup::Committed(
+Result<std::map<TopicPartition, GroupOffset>> KafkaGroup::Committed(
     const std::set<TopicPartition>& partitions) {
-  std::map<TopicPartition, int64_t> out;
+  std::map<TopicPartition, GroupOffset> out;
   if (member_ == nullptr || partitions.empty()) return out;
   rd_kafka_topic_partition_list_t* list =
       rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
@@ -131,8 +133,13 @@ Result<std::map<TopicPartition, int64_t>> KafkaGroup::Committed(
   const rd_kafka_resp_err_t err = rd_kafka_committed(member_, list, options_.timeout_ms);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     for (int i = 0; i < list->cnt; ++i) {
-      if (list->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && list->elems[i].offset >= 0) {
-        out[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+      const rd_kafka_topic_partition_t& e = list->elems[i];
+      if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset >= 0) {
+        out[{e.topic, e.partition}] = {
+            .offset = e.offset,
+            .metadata = e.metadata == nullptr
+                            ? std::string()
+                            : std::string(static_cast<const char*>(e.metadata), e.metadata_size)};
       }
     }
   }
@@ -141,7 +148,7 @@ Result<std::map<TopicPartition, int64_t>> KafkaGroup::Committed(
   return out;
 }
 
-Status KafkaGroup::Commit(std::map<TopicPartition, int64_t> offsets, bool async) {
+Status KafkaGroup::Commit(std::map<TopicPartition, GroupOffset> offsets, bool async) {
   // The synchronous commit talks to the broker: batches keep planning meanwhile (nothing of
   // the source is locked). An async commit (a batch's) does not wait for a synchronous one in
   // flight: it is left out, and the next batch, the revocation or the checkpoint commits at
@@ -152,13 +159,13 @@ Status KafkaGroup::Commit(std::map<TopicPartition, int64_t> offsets, bool async)
   } else {
     commit_lock.lock();
   }
-  std::map<TopicPartition, int64_t> before;  // to restore if the commit fails
+  std::map<TopicPartition, GroupOffset> before;  // to restore if the commit fails
   for (auto it = offsets.begin(); it != offsets.end();) {
-    auto [previous, fresh] = committed_offsets_.try_emplace(it->first, -1);
+    auto [previous, fresh] = committed_.try_emplace(it->first);
     // Never below what was sent before. A synchronous commit may repeat the last offset: an
     // async commit of it may have been refused (during a rebalance), and the revocation's
     // commit is the handover the next owner relies on.
-    if (it->second < previous->second || (async && it->second == previous->second)) {
+    if (it->second.offset < previous->second.offset || (async && it->second == previous->second)) {
       it = offsets.erase(it);
       continue;
     }
@@ -174,13 +181,21 @@ Status KafkaGroup::Commit(std::map<TopicPartition, int64_t> offsets, bool async)
   if (rk == nullptr) rk = committer_;
   rd_kafka_topic_partition_list_t* list =
       rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
-  for (const auto& [tp, offset] : offsets) {
-    rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = offset;
+  for (const auto& [tp, committed] : offsets) {
+    rd_kafka_topic_partition_t* e =
+        rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
+    e->offset = committed.offset;
+    if (!committed.metadata.empty()) {
+      // Freed with the list.
+      e->metadata = malloc(committed.metadata.size());  // NOLINT(cppcoreguidelines-no-malloc)
+      memcpy(e->metadata, committed.metadata.data(), committed.metadata.size());
+      e->metadata_size = committed.metadata.size();
+    }
   }
   const rd_kafka_resp_err_t err = rd_kafka_commit(rk, list, async ? 1 : 0);
   rd_kafka_topic_partition_list_destroy(list);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    for (const auto& [tp, offset] : before) committed_offsets_[tp] = offset;
+    for (const auto& [tp, offset] : before) committed_[tp] = offset;
     return Status::Unavailable(
         fmt::format("commit offsets to group {}: {}", options_.group_id, rd_kafka_err2str(err)));
   }

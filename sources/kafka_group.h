@@ -9,9 +9,10 @@
 // destructor, which leaves the group).
 //
 // Commit is the one place that commits group offsets (batches, revocations, checkpoints): an
-// offset below what was sent before for its partition is dropped (async: at or below), so the
-// group's offsets only move forward. Without membership, a plain consumer commits (made on
-// first use).
+// offset below what was sent before for its partition is dropped (async: the same offset with
+// the same metadata too), so the group's offsets only move forward. Each offset carries its
+// metadata (KafkaSubscription puts each query's own offset there). Without membership, a
+// plain consumer commits (made on first use).
 //
 // Thread safety: Join, Poll and Committed on the batch thread; Commit from any thread (one at
 // a time; an async commit skips when another commit is in flight); rebalances() anywhere.
@@ -23,12 +24,20 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "sources/kafka_client.h"
 #include "sources/offset_planner.h"
 
 namespace runnel::sources {
+
+// A partition's committed offset in the group, with the metadata committed with it.
+struct GroupOffset {
+  int64_t offset = -1;
+  std::string metadata;
+  bool operator==(const GroupOffset&) const = default;
+};
 
 class KafkaGroup {
  public:
@@ -55,8 +64,9 @@ class KafkaGroup {
   // Serves the group's events (rebalances); the callbacks run here.
   void Poll();
   // The group's committed offsets of `partitions` (those without one are left out).
-  Result<std::map<TopicPartition, int64_t>> Committed(const std::set<TopicPartition>& partitions);
-  Status Commit(std::map<TopicPartition, int64_t> offsets, bool async);
+  Result<std::map<TopicPartition, GroupOffset>> Committed(
+      const std::set<TopicPartition>& partitions);
+  Status Commit(std::map<TopicPartition, GroupOffset> offsets, bool async);
   int64_t rebalances() const { return rebalances_.load(); }
 
  private:
@@ -71,8 +81,8 @@ class KafkaGroup {
   bool left_ = false;             // Leave ran (batch thread and destructor)
   std::atomic<bool> assigned_once_{false};
   std::atomic<int64_t> rebalances_{0};
-  std::mutex commit_mu_;                                 // serializes commits
-  std::map<TopicPartition, int64_t> committed_offsets_;  // largest sent per partition; commit_mu_
+  std::mutex commit_mu_;                             // serializes commits
+  std::map<TopicPartition, GroupOffset> committed_;  // largest sent per partition; commit_mu_
   rd_kafka_t* committer_ = nullptr;  // without membership, made on use; guarded by commit_mu_
 };
 

@@ -16,33 +16,42 @@ std::string PositionKey(const std::string& topic, int32_t partition) {
   return fmt::format("kafka:{}/{}", topic, partition);
 }
 
-Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(streaming::StreamingContext* ssc,
-                                                       KafkaSourceOptions options) {
-  if (options.bootstrap_servers.empty())
-    return Status::InvalidArgument("kafka: no bootstrap servers");
-  if (options.topics.empty()) return Status::InvalidArgument("kafka: no topics");
-  ASSIGN_OR_RETURN(rd_kafka_t * meta, NewConsumer(options, "-meta"));
-  auto source = std::shared_ptr<KafkaSource>(new KafkaSource(ssc, std::move(options), meta));
-  ASSIGN_OR_RETURN(KafkaPositions known, source->DiscoverPartitions());
-  source->SetPosition(known);
+Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(
+    streaming::StreamingContext* ssc, std::shared_ptr<KafkaSubscription> subscription,
+    std::string query) {
+  if (subscription == nullptr) return Status::InvalidArgument("kafka: no subscription");
+  auto source =
+      std::shared_ptr<KafkaSource>(new KafkaSource(ssc, std::move(subscription), std::move(query)));
   KafkaSource* self = source.get();
-  KafkaGroup::Callbacks callbacks{.assigned = [self](const auto& p) { self->OnAssigned(p); },
-                                  .revoked = [self](const auto& p) { self->OnRevoked(p); }};
-  ASSIGN_OR_RETURN(source->group_, KafkaGroup::Make(self->options_, std::move(callbacks)));
-  if (self->group_->member()) {
-    Logger("kafka")->info("source {}: joined group {}, owns {}", self->options_.name,
-                          self->options_.group_id, fmt::join(self->Owned(), ", "));
-  } else {
+  const KafkaSubscription::Ownership ownership = self->sub_->Attach(self);
+  self->attached_ = true;
+  KafkaPositions known;
+  for (const auto& tp : ownership.known) known[tp] = -1;
+  source->SetPosition(std::move(known));
+  {
     std::lock_guard lock(self->mu_);
-    for (const auto& [tp, unused] : known) self->owned_.insert(tp);
+    self->owned_ = ownership.owned;
+    // With membership, where each owned partition starts is resolved before the first plan.
+    if (self->sub_->member()) self->fresh_ = ownership.owned;
+    self->lost_ownership_ = ownership.lost_before;
   }
   source->registration_ = ssc->AddInput(self);
   return source;
 }
 
-KafkaSource::KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions options,
-                         rd_kafka_t* meta)
-    : PlannedInput(ssc, {}), options_(std::move(options)), meta_(meta), reader_(options_) {
+Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(streaming::StreamingContext* ssc,
+                                                       KafkaSourceOptions options) {
+  std::string query = options.name;
+  ASSIGN_OR_RETURN(auto subscription, KafkaSubscription::Make(std::move(options)));
+  return Make(ssc, std::move(subscription), std::move(query));
+}
+
+KafkaSource::KafkaSource(streaming::StreamingContext* ssc,
+                         std::shared_ptr<KafkaSubscription> subscription, std::string query)
+    : PlannedInput(ssc, {}),
+      sub_(std::move(subscription)),
+      options_(sub_->options()),
+      query_(std::move(query)) {
   if (options_.rate_control) {
     streaming::RateControlOptions rc = *options_.rate_control;
     rc.batch_interval_seconds = std::chrono::duration<double>(ssc->batch_interval()).count();
@@ -51,11 +60,8 @@ KafkaSource::KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions op
 }
 
 KafkaSource::~KafkaSource() {
-  registration_ = {};           // no batch plans this source from here on
-  if (group_) group_->Leave();  // the revocation commits, through this source
-  group_.reset();
-  reader_.Clear();
-  rd_kafka_destroy(meta_);
+  registration_ = {};                 // no batch plans this source from here on
+  if (attached_) sub_->Detach(this);  // commits its confirmed positions
 }
 
 void KafkaSource::OnBatchCompleted(const streaming::BatchProgress& p) {
@@ -86,33 +92,21 @@ void KafkaSource::OnAssigned(const std::vector<TopicPartition>& partitions) {
   UpdatePosition([&](KafkaPositions& positions) {
     for (const auto& tp : partitions) positions.try_emplace(tp, -1);
   });
-  Logger("kafka")->info("source {}: assigned {} partitions", options_.name, partitions.size());
 }
 
 void KafkaSource::OnRevoked(const std::vector<TopicPartition>& partitions) {
-  // Between batches (the group is polled only before a plan): what the last successful batch
-  // committed is final. Hand it to the group, so the next owner starts right there.
-  std::map<TopicPartition, int64_t> offsets;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& tp : partitions) {
-      if (auto it = confirmed_.find(tp); it != confirmed_.end() && it->second >= 0) {
-        offsets[tp] = it->second;
-      }
-      owned_.erase(tp);
-      fresh_.erase(tp);
-      lost_ownership_.insert(tp);
-      lag_.erase(tp);
-    }
+  std::lock_guard lock(mu_);
+  for (const auto& tp : partitions) {
+    owned_.erase(tp);
+    fresh_.erase(tp);
+    lost_ownership_.insert(tp);
+    lag_.erase(tp);
   }
-  for (const auto& tp : partitions) reader_.Drop(tp);
-  CrashPoint("during_rebalance");
-  Logger("kafka")->info("source {}: {} partitions revoked; committing {} offsets to group {}",
-                        options_.name, partitions.size(), offsets.size(), options_.group_id);
-  if (group_ == nullptr) return;  // revoked while joining: nothing was confirmed yet
-  if (Status st = group_->Commit(std::move(offsets), /*async=*/false); !st.ok()) {
-    Logger("kafka")->warn("source {}: on revocation: {}", options_.name, st.ToString());
-  }
+}
+
+std::map<TopicPartition, int64_t> KafkaSource::Confirmed() const {
+  std::lock_guard lock(mu_);
+  return confirmed_;
 }
 
 std::vector<std::string> KafkaSource::Owned() const {
@@ -128,70 +122,6 @@ std::vector<PartitionLag> KafkaSource::Lag() const {
   std::vector<PartitionLag> out;
   for (const auto& [tp, records] : lag_) out.push_back({tp.first, tp.second, records});
   return out;
-}
-
-Status KafkaSource::CommitToGroup(const streaming::SourcePositions& positions) {
-  std::map<TopicPartition, int64_t> offsets;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& tp : owned_) {
-      auto it = positions.find(PositionKey(tp.first, tp.second));
-      if (it == positions.end() || !it->second.has_next_offset()) continue;
-      if (it->second.next_offset() >= 0) offsets[tp] = it->second.next_offset();
-    }
-  }
-  return group_->Commit(std::move(offsets), /*async=*/false);
-}
-
-Result<KafkaPositions> KafkaSource::DiscoverPartitions() const {
-  KafkaPositions known;
-  for (const std::string& topic : options_.topics) {
-    rd_kafka_topic_t* t = rd_kafka_topic_new(meta_, topic.c_str(), nullptr);
-    const rd_kafka_metadata_t* md = nullptr;
-    const rd_kafka_resp_err_t err = rd_kafka_metadata(meta_, 0, t, &md, options_.timeout_ms);
-    rd_kafka_topic_destroy(t);
-    RETURN_NOT_OK(FromKafka(err, "metadata of " + topic));
-    Status st;
-    if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      st = Status::NotFound(
-          fmt::format("kafka topic {}: {}", topic,
-                      md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "none"));
-    } else {
-      for (int i = 0; i < md->topics[0].partition_cnt; ++i) {
-        known.try_emplace({topic, md->topics[0].partitions[i].id}, -1);
-      }
-    }
-    rd_kafka_metadata_destroy(md);
-    RETURN_NOT_OK(st);
-  }
-  return known;
-}
-
-Result<std::map<TopicPartition, LogBounds>> KafkaSource::Bounds(
-    const std::set<TopicPartition>& partitions) const {
-  // One ListOffsets round for the log starts and one for the ends, for every partition at
-  // once. rd_kafka_offsets_for_times honours its timeout even when a leader is unreachable
-  // (rd_kafka_query_watermark_offsets may not: it retries while broker states change).
-  std::map<TopicPartition, LogBounds> bounds;
-  if (partitions.empty()) return bounds;
-  for (const int64_t which : {int64_t{RD_KAFKA_OFFSET_BEGINNING}, int64_t{RD_KAFKA_OFFSET_END}}) {
-    rd_kafka_topic_partition_list_t* list =
-        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size()));
-    for (const auto& [topic, partition] : partitions) {
-      rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = which;
-    }
-    Status st = FromKafka(rd_kafka_offsets_for_times(meta_, list, options_.timeout_ms),
-                          "list offsets of " + options_.name);
-    for (int i = 0; st.ok() && i < list->cnt; ++i) {
-      const auto& e = list->elems[i];
-      st = FromKafka(e.err, fmt::format("offsets of {}/{}", e.topic, e.partition));
-      LogBounds& b = bounds[{e.topic, e.partition}];
-      (which == RD_KAFKA_OFFSET_BEGINNING ? b.start : b.end) = e.offset;
-    }
-    rd_kafka_topic_partition_list_destroy(list);
-    RETURN_NOT_OK(st);
-  }
-  return bounds;
 }
 
 Status KafkaSource::Restore(const streaming::SourcePositions& positions, bool use_group_offsets) {
@@ -213,7 +143,7 @@ Status KafkaSource::Restore(const streaming::SourcePositions& positions, bool us
 }
 
 Status KafkaSource::BeforePlan() {
-  group_->Poll();  // rebalances happen here, between batches
+  sub_->BeginBatch(this);  // rebalances happen here, between batches; ended by OnBatchEnded
   std::set<TopicPartition> fresh;
   std::set<TopicPartition> lost_before;
   bool use_group = false;
@@ -224,21 +154,22 @@ Status KafkaSource::BeforePlan() {
     lost_before = lost_ownership_;
     use_group = use_group_offsets_;
   }
-  // Where the group says a newly owned partition stands: its previous owner's last commit.
-  std::map<TopicPartition, int64_t> group;
+  // Where the group says a newly owned partition stands for this query: its previous
+  // owner's last commit.
+  std::map<TopicPartition, GroupOffset> group;
   if (use_group) {
-    ASSIGN_OR_RETURN(group, group_->Committed(fresh));
+    ASSIGN_OR_RETURN(group, sub_->Committed(fresh));
   }
   UpdatePosition([&](KafkaPositions& positions) {
     for (const auto& tp : fresh) {
       int64_t& position = positions.try_emplace(tp, -1).first->second;
       auto g = group.find(tp);
-      const int64_t start =
-          StartOfAssigned(position, g == group.end() ? std::nullopt : std::optional(g->second),
-                          lost_before.count(tp) > 0);
+      const int64_t start = StartOfAssigned(
+          position, g == group.end() ? std::nullopt : GroupOffsetOf(g->second, query_),
+          lost_before.count(tp) > 0);
       if (start != position) {
-        Logger("kafka")->info("source {}: {}/{} starts at the group's offset {} (state: {})",
-                              options_.name, tp.first, tp.second, start, position);
+        Logger("kafka")->info("query {}: {}/{} starts at the group's offset {} (state: {})", query_,
+                              tp.first, tp.second, start, position);
         position = start;
       }
     }
@@ -263,7 +194,7 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
                    rate_->RecordsPerPartition(static_cast<int>(owned.size())));
     }
   }
-  ASSIGN_OR_RETURN(const auto bounds, Bounds(owned));
+  ASSIGN_OR_RETURN(const auto bounds, sub_->Bounds(owned));
   KafkaPositions at;
   for (const TopicPartition& tp : owned) {
     auto it = from.find(tp);
@@ -291,24 +222,27 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
 
 void KafkaSource::OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) {
   for (const auto& [tp, records] : plan.lost) lost_ += records;
-  std::map<TopicPartition, int64_t> moved;
+  bool moved = false;
   {
     std::lock_guard lock(mu_);
     for (const TopicPartition& tp : owned_) {
       auto it = after.find(tp);
       if (it == after.end()) continue;
       int64_t& confirmed = confirmed_[tp];
-      if (group_->member() && it->second >= 0 && it->second != confirmed) moved[tp] = it->second;
+      moved = moved || (it->second >= 0 && it->second != confirmed);
       confirmed = it->second;
     }
   }
   // A group member publishes each committed batch's offsets at once (asynchronously): the
   // member that takes over a partition starts where this one stopped, even when the commit on
   // revocation is refused (a broker may refuse commits while the group rebalances).
-  if (Status st = group_->Commit(std::move(moved), /*async=*/true); !st.ok()) {
-    Logger("kafka")->warn("source {}: {}", options_.name, st.ToString());
+  if (!moved || !sub_->member()) return;
+  if (Status st = sub_->CommitConfirmed(/*async=*/true); !st.ok()) {
+    Logger("kafka")->warn("query {}: {}", query_, st.ToString());
   }
 }
+
+void KafkaSource::OnBatchEnded() { sub_->EndBatch(this); }
 
 bool KafkaSource::HasPendingData() const {
   std::set<TopicPartition> owned;
@@ -318,7 +252,7 @@ bool KafkaSource::HasPendingData() const {
     owned = owned_;
   }
   const KafkaPositions at = position();
-  auto bounds = Bounds(owned);
+  auto bounds = sub_->Bounds(owned);
   if (!bounds.ok()) return true;  // unknown: let a batch try (and report the error)
   for (const auto& [tp, b] : *bounds) {
     auto it = at.find(tp);
@@ -337,7 +271,7 @@ Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Read(const KafkaPla
   return std::optional(engine::FromSource<std::string>(
       this->ssc().engine(), "kafka", n,
       [this, ranges = plan.ranges](int p, engine::TaskContext& tc, engine::Emit<std::string> emit) {
-        return reader_.Read(ranges[static_cast<size_t>(p)], tc, emit);
+        return sub_->reader().Read(ranges[static_cast<size_t>(p)], tc, emit);
       }));
 }
 

@@ -7,33 +7,38 @@
 // longer available (the log was truncated) follow `on_data_loss`: fail the batch, or skip to
 // the earliest offset and count what was lost.
 //
-// The source is four parts: this adapter, which plans batches through the PlannedInput
-// protocol (streaming/planned_input.h); the offset planner (offset_planner.h: shares of a
+// The source is five parts: this adapter, which plans one query's batches through the
+// PlannedInput protocol (streaming/planned_input.h); the subscription it reads through
+// (kafka_subscription.h: shared by every query of the source in the process: group
+// membership, log bounds, readers); the offset planner (offset_planner.h: shares of a
 // backlog, caps, data loss; no broker); the consumer group (kafka_group.h: membership and
 // committed offsets); the range readers (kafka_reader.h: a consumer per partition, stalls).
 // No broker round trip happens under a lock of the source: the planner gets the log bounds
 // first and the plan is applied after.
 //
-// Partition ownership (`membership`): with `group` (the default) the source joins the consumer
-// group `group_id` and plans only the partitions the group assigns it; several instances with
-// one group_id share a topic's partitions. The group is polled before each plan, so a
-// rebalance always happens between batches: the running batch finishes and commits first, and
-// a partition is never read after it was revoked. On revocation the source commits the
-// partitions' confirmed positions to the group, and a newly assigned partition starts at
-// max(its position in this instance's state, the group's committed offset) — the group's
-// offset where this instance has no position or lost the partition to another member before
-// (StartOfAssigned). With `all`, the source reads every partition and uses the group only to
-// publish offsets. Each confirmed batch's offsets are committed to the group asynchronously,
-// and after each checkpoint the service calls CommitToGroup with the checkpointed positions,
-// so standard lag tools see the group's progress. Lag() is each owned partition's end offset
-// minus the position after the last planned batch.
+// Partition ownership (`membership`): with `group` (the default) the subscription joins the
+// consumer group `group_id` and the source plans only the partitions the group assigns the
+// process; several instances with one group_id share a topic's partitions, and several
+// queries of one instance all read the instance's share. The group is polled before each
+// plan, so a rebalance always happens between batches of every query of the source: their
+// running batches finish and commit first, and a partition is never read after it was
+// revoked. On revocation the subscription commits the queries' confirmed positions to the
+// group, and a newly assigned partition starts at max(its position in this query's state,
+// the query's group offset) — the group's where this instance has no position or lost the
+// partition to another member before (StartOfAssigned). With `all`, the source reads every
+// partition and uses the group only to publish offsets. Each confirmed batch's offsets are
+// committed to the group asynchronously, and after each checkpoint the service commits
+// again (KafkaSubscription::CommitConfirmed), so standard lag tools see the group's
+// progress. Lag() is each owned partition's end offset minus the position after the last
+// planned batch.
 //
 // Broker trouble never stops the source by itself (see kafka_reader.h); requests that time out
 // fail the batch with Unavailable, which the streaming context retries.
 //
-// Thread safety: PlannedInput's (planning, abandon, confirm and the group's callbacks on the
-// batch thread); range reads on engine workers; Lag, Owned, Trouble, HasPendingData, counters
-// and CommitToGroup on any thread.
+// Thread safety: PlannedInput's (planning, abandon, confirm on the batch thread; the
+// subscription's rebalance callbacks on the batch thread of whichever query of the source
+// polls); range reads on engine workers; Lag, Owned, Trouble, HasPendingData and counters on
+// any thread.
 #pragma once
 
 #include <atomic>
@@ -45,19 +50,10 @@
 #include <string>
 #include <vector>
 
-#include "sources/kafka_client.h"
-#include "sources/kafka_group.h"
-#include "sources/kafka_reader.h"
-#include "sources/offset_planner.h"
+#include "sources/kafka_subscription.h"
 #include "streaming/planned_input.h"
 
 namespace runnel::sources {
-
-struct PartitionLag {
-  std::string topic;
-  int32_t partition = 0;
-  int64_t records = 0;  // end offset (high watermark) - position, at the last Plan
-};
 
 // The source's position: the next offset of every partition it knows (-1: none yet).
 using KafkaPositions = std::map<TopicPartition, int64_t>;
@@ -70,10 +66,17 @@ struct KafkaPlan {
 };
 
 class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan, KafkaPositions>,
-                          public streaming::BatchListener {
+                          public streaming::BatchListener,
+                          public KafkaSubscription::Member {
  public:
+  // Query `query`'s source over `subscription` (its options: planning caps, rate control).
+  static Result<std::shared_ptr<KafkaSource>> Make(streaming::StreamingContext* ssc,
+                                                   std::shared_ptr<KafkaSubscription> subscription,
+                                                   std::string query);
+  // Without a subscription of its own to share: makes one (a source read by one query).
   static Result<std::shared_ptr<KafkaSource>> Make(streaming::StreamingContext* ssc,
                                                    KafkaSourceOptions options);
+  // Stops planning, then detaches (its confirmed positions are committed to the group).
   ~KafkaSource() override;
 
   // Continues from committed positions ("kafka:TOPIC/PARTITION" -> next offset). Without
@@ -87,18 +90,17 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   // True when some owned partition's end offset is past this source's position.
   bool HasPendingData() const override;
 
-  int64_t records_lost() const { return lost_.load(); }
-  int64_t fetch_errors() const { return reader_.fetch_errors(); }
-  int64_t rebalances() const { return group_ ? group_->rebalances() : 0; }
-  std::vector<PartitionLag> Lag() const;
+  const std::shared_ptr<KafkaSubscription>& subscription() const { return sub_; }
+  int64_t records_lost() const override { return lost_.load(); }
+  std::vector<PartitionLag> Lag() const override;
   // The partitions this source reads now ("topic/partition").
   std::vector<std::string> Owned() const;
-  // Why the source is not healthy now (a stalled read), or empty.
-  std::string Trouble() const { return reader_.Trouble(); }
-  // Commits this source's entries of `positions` ("kafka:TOPIC/PARTITION" -> next offset) to
-  // the consumer group `group_id`; entries at or below what the source committed before are
-  // left out (a checkpoint's positions may be older than the batches committed since).
-  Status CommitToGroup(const streaming::SourcePositions& positions);
+
+  // KafkaSubscription::Member
+  const std::string& query() const override { return query_; }
+  void OnAssigned(const std::vector<TopicPartition>& partitions) override;
+  void OnRevoked(const std::vector<TopicPartition>& partitions) override;
+  std::map<TopicPartition, int64_t> Confirmed() const override;
 
  protected:
   // Serves the group (rebalances) and fixes where newly assigned partitions start.
@@ -107,21 +109,17 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   Result<std::optional<engine::Rdd<std::string>>> Read(const KafkaPlan& plan) override;
   // Counts what the batch skipped; publishes its offsets to the group (asynchronously).
   void OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) override;
+  void OnBatchEnded() override;
 
  private:
-  KafkaSource(streaming::StreamingContext* ssc, KafkaSourceOptions options, rd_kafka_t* meta);
-  Result<KafkaPositions> DiscoverPartitions() const;
-  void OnAssigned(const std::vector<TopicPartition>& partitions);
-  void OnRevoked(const std::vector<TopicPartition>& partitions);
-  // The log bounds of each partition, in one round trip each for starts and ends.
-  Result<std::map<TopicPartition, LogBounds>> Bounds(
-      const std::set<TopicPartition>& partitions) const;
+  KafkaSource(streaming::StreamingContext* ssc, std::shared_ptr<KafkaSubscription> subscription,
+              std::string query);
 
-  const KafkaSourceOptions options_;
-  rd_kafka_t* const meta_;  // for metadata and log-bound queries
-  KafkaRangeReader reader_;
+  const std::shared_ptr<KafkaSubscription> sub_;
+  const KafkaSourceOptions& options_;  // the subscription's
+  const std::string query_;
   std::atomic<int64_t> lost_{0};
-  // The source's own state; never held across a broker call.
+  // The source's own state; never held across a broker call or a call into the subscription.
   mutable std::mutex mu_;
   std::set<TopicPartition> owned_;                          // guarded by mu_
   std::set<TopicPartition> lost_ownership_;                 // revoked at some point; guarded by mu_
@@ -130,7 +128,7 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   KafkaPositions confirmed_;                                // of the last confirmed batch; mu_
   std::map<TopicPartition, int64_t> lag_;                   // guarded by mu_
   std::optional<streaming::RateController> rate_;           // guarded by mu_
-  std::unique_ptr<KafkaGroup> group_;                       // after the state its callbacks use
+  bool attached_ = false;                                   // Attach ran (the destructor detaches)
   streaming::StreamingContext::Registration registration_;  // as an input of the context
 };
 

@@ -59,13 +59,17 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
   }
 
   void Abandon(BatchTime t) final {
-    std::lock_guard lock(ledger_mu_);
-    if (t.value() <= confirmed_through_) return;  // committed: nothing to give back
-    auto it = plans_.find(t.value());
-    if (it == plans_.end()) return;
-    // Only the newest plan can be abandoned: batches run one at a time.
-    if (std::next(it) == plans_.end()) position_ = std::move(it->second.before);
-    plans_.erase(it);
+    {
+      std::lock_guard lock(ledger_mu_);
+      if (t.value() > confirmed_through_) {  // committed: nothing to give back
+        if (auto it = plans_.find(t.value()); it != plans_.end()) {
+          // Only the newest plan can be abandoned: batches run one at a time.
+          if (std::next(it) == plans_.end()) position_ = std::move(it->second.before);
+          plans_.erase(it);
+        }
+      }
+    }
+    OnBatchEnded();
   }
 
   void Confirm(BatchTime t) final {
@@ -73,15 +77,17 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
     {
       std::lock_guard lock(ledger_mu_);
       auto it = plans_.find(t.value());
-      if (it == plans_.end() || t.value() <= confirmed_through_) return;
-      confirmed_through_ = t.value();
-      if (std::next(it) == plans_.end()) confirmed.emplace(it->second.plan, position_);
-      // A window downstream may still read a batch this far back (an input is never asked
-      // for an RDD at a batch that was not a slide of the window when it ran).
-      const int64_t keep_from = t.value() - this->remember().count();
-      plans_.erase(plans_.begin(), plans_.lower_bound(keep_from));
+      if (it != plans_.end() && t.value() > confirmed_through_) {
+        confirmed_through_ = t.value();
+        if (std::next(it) == plans_.end()) confirmed.emplace(it->second.plan, position_);
+        // A window downstream may still read a batch this far back (an input is never asked
+        // for an RDD at a batch that was not a slide of the window when it ran).
+        const int64_t keep_from = t.value() - this->remember().count();
+        plans_.erase(plans_.begin(), plans_.lower_bound(keep_from));
+      }
     }
     if (confirmed) OnConfirmed(confirmed->first, confirmed->second);
+    OnBatchEnded();
   }
 
   // The position the next batch starts from.
@@ -110,6 +116,9 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
     (void)plan;
     (void)after;
   }
+
+  // After every Confirm and Abandon: the batch that Plan began has ended, either way.
+  virtual void OnBatchEnded() {}
 
   // Replaces the position (Restore, before the context starts).
   void SetPosition(Position position) {

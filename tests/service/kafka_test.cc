@@ -115,6 +115,27 @@ TEST(KafkaTest, GoldenDataFromKcatThroughTheKafkaSourceAndOnWithMoreData) {
   EXPECT_EQ(CommittedOffsets(broker.bootstrap(), "runnel", "clicks", 4), 20000);
 }
 
+TEST(KafkaTest, TwoQueriesOnOneSourceEachReadEveryPartitionThroughOneGroupMember) {
+  Broker broker({"clicks:4"});
+  TempDir dir;
+  Produce(broker.bootstrap(), "clicks", GoldenDir() + "/clicks-clean.jsonl");
+  std::string config = KafkaConfig(dir.path(), broker.bootstrap());
+  std::string copy = config.substr(config.find("  - name: hourly_pages"));
+  copy.replace(copy.find("hourly_pages"), 12, "copy");
+  copy.replace(copy.rfind(dir.path() + "/out"), dir.path().size() + 4, dir.path() + "/out2");
+  WriteText(dir.path() + "/q.yaml", config + copy);
+  auto r =
+      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Each query read all 20000 records: the group gave the one member every partition.
+  EXPECT_NE(r.err.find("query hourly_pages: caught up after"), std::string::npos) << r.err;
+  EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+  auto second = sinks::JsonFileSink::ReadLatest(dir.path() + "/out2/copy");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(ById(*second), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+  EXPECT_EQ(CommittedOffsets(broker.bootstrap(), "runnel", "clicks", 4), 20000);
+}
+
 TEST(KafkaTest, ConsumerLagIsExportedPerPartition) {
   Broker broker({"clicks:4"});
   TempDir dir;
@@ -309,8 +330,8 @@ TEST(KafkaTest, EmptyNullAndOversizedMessagesAreCountedAndTheRestIsExact) {
 }
 
 TEST(KafkaTest, GroupOffsetsOnlyMoveForward) {
-  // Batches commit their offsets to the group as they go; a checkpoint taken before the last
-  // batches hands older positions to CommitToGroup. The group's offset must not go back.
+  // Batches commit their offsets to the group as they go, and so does each checkpoint. The
+  // group's offset must not go back.
   Broker broker({"fwd:1"});
   ProduceValues(broker.bootstrap(), "fwd",
                 std::vector<std::optional<std::string>>(100, std::string("{}")));
@@ -339,10 +360,8 @@ TEST(KafkaTest, GroupOffsetsOnlyMoveForward) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_EQ(read, 100);
-  // The checkpoint's older position: left out, not committed over the batches' 100.
-  streaming::SourcePositions older;
-  older["kafka:fwd/0"].set_next_offset(40);
-  ASSERT_TRUE((*source)->CommitToGroup(older).ok());
+  // The checkpoint's commit: the confirmed positions again, never behind the batches' 100.
+  ASSERT_TRUE((*source)->subscription()->CommitConfirmed(/*async=*/false).ok());
   int64_t committed = -1;
   for (int i = 0; i < 100 && committed != 100; ++i) {
     committed = CommittedOffsets(broker.bootstrap(), "fwd-group", "fwd", 1);

@@ -293,6 +293,43 @@ TEST(ReloadTest, AReloadDuringABatchWaitsForTheBatchToCommit) {
       << "every record was committed once: " << rerun.err;
 }
 
+TEST(ReloadTest, AQueryAddedOnARunningKafkaSourceSharesItsGroupMemberAndReadsFromTheStart) {
+  Broker broker({"clicks:4"});
+  TempDir dir;
+  Produce(broker.bootstrap(), "clicks", GoldenDir() + "/" + kGoldenIn);
+  const std::string config_path = dir.path() + "/q.yaml";
+  const std::string config =
+      WithKafkaSource(BaseConfig(dir.path(), "unused", 1000, "100ms"), broker.bootstrap(), 700);
+  WriteText(config_path, config);
+  Service service(config_path, dir.path() + "/log");
+  ASSERT_TRUE(service.WaitReady());
+  ASSERT_TRUE(Eventually([&] { return Content(dir.path() + "/out", "hourly_pages") == Golden(); }))
+      << ServiceLog(dir.path() + "/log");
+  const double rebalances = SumOf(Metrics(service), "runnel_kafka_rebalances_total");
+
+  // The new query reads every partition the process owns, from the start (not from the group
+  // offsets the other query committed), through the same group member: no rebalance.
+  WriteText(config_path, WithCopy(config, "copy", dir.path() + "/out2"));
+  ReloadBySignal(service, 1);
+  EXPECT_EQ(ReloadOutcome(service, "copy"), "started");
+  ASSERT_TRUE(Eventually([&] { return Content(dir.path() + "/out2", "copy") == Golden(); }))
+      << ServiceLog(dir.path() + "/log");
+  const std::string metrics = Metrics(service);
+  EXPECT_EQ(SumOf(metrics, "runnel_kafka_rebalances_total"), rebalances);
+  EXPECT_EQ(SumOf(metrics, "runnel_kafka_assigned_partitions"), 4);
+  EXPECT_EQ(Content(dir.path() + "/out", "hourly_pages"), Golden());
+
+  // Removing the first query leaves the source running for the second.
+  WriteText(config_path, WithCopy(config, "copy", dir.path() + "/out2")
+                             .replace(config.find("  - name: hourly_pages"),
+                                      config.size() - config.find("  - name: hourly_pages"), ""));
+  ReloadBySignal(service, 2);
+  EXPECT_EQ(QueryNames(service), (std::vector<std::string>{"copy"}));
+  EXPECT_EQ(SumOf(Metrics(service), "runnel_kafka_assigned_partitions"), 4);
+  EXPECT_EQ(SumOf(Metrics(service), "runnel_kafka_rebalances_total"), rebalances);
+  EXPECT_EQ(service.Terminate(std::chrono::seconds(30)), 0);
+}
+
 TEST(ReloadTest, ReloadOverHttpNeedsTheTokenAndAnswersWithWhatItDid) {
   TempDir dir;
   const std::string config_path = dir.path() + "/q.yaml";
