@@ -56,7 +56,9 @@ HttpResponse ReloadResponse(const ReloadReport& report) {
   }
   json::array errors(report.errors.begin(), report.errors.end());
   json::array restart(report.needs_restart.begin(), report.needs_restart.end());
-  const int status = report.result == "invalid" ? 422 : report.result == "stopping" ? 409 : 200;
+  const int status = report.result == "invalid"                               ? 422
+                     : report.result == "stopping" || report.result == "busy" ? 409
+                                                                              : 200;
   return Json(status, json::object{{"result", report.result},
                                    {"at", IsoTime(report.at_ms)},
                                    {"errors", std::move(errors)},

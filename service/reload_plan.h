@@ -60,7 +60,8 @@ struct ReloadOutcome {
 // What a reload did, as logged and as POST /v1/reload answers.
 struct ReloadReport {
   // applied (all of the file is in effect), partial (valid, but something was refused, failed
-  // to start or needs a restart), invalid (nothing changed), stopping (the service drains).
+  // to start or needs a restart), invalid (nothing changed), busy (another reload runs, or
+  // the queries are starting: nothing done), stopping (the service drains: nothing done).
   std::string result;
   int64_t at_ms = 0;
   std::vector<std::string> errors;         // invalid: every error, as `validate` prints it

@@ -168,7 +168,7 @@ class Service {
                       .ready = &ready_,
                       .problems = [this] { return health_.Problems(); },
                       .queries = [this] { return Views(); },
-                      .reload = [this] { return Reload(); },
+                      .reload = [this] { return Reload(/*wait=*/false); },
                       .token = config_.http_token};
     return Status::OK();
   }
@@ -214,13 +214,15 @@ class Service {
     rq.ssc->AddListener(notifier_.listener());
   }
 
-  // A Kafka source's subscription: the live one when its settings are the same, else a new
-  // one (joining the group), with its metrics and readiness probes.
+  // A Kafka source's subscription: the live one when its connection settings are the same
+  // (SameSubscription), else a new one (joining the group), with its metrics and readiness
+  // probes.
   Result<std::shared_ptr<sources::KafkaSubscription>> Subscribe(const SourceConfig& source) {
     {
       std::lock_guard lock(queries_mu_);
       auto it = subscriptions_.find(source.name);
-      if (it != subscriptions_.end() && it->second.first == source) {
+      if (it != subscriptions_.end() &&
+          sources::SameSubscription(KafkaOptions(it->second.first), KafkaOptions(source))) {
         if (auto live = it->second.second.lock()) return live;
       }
     }
@@ -354,6 +356,7 @@ class Service {
     if (options_.progress_log_ms > 0) {
       reporter_ = std::jthread([this](std::stop_token token) { ReportProgress(token); });
     }
+    started_ = true;
     return Status::OK();
   }
 
@@ -383,13 +386,22 @@ class Service {
 
   // Reloads the config file and applies what changed between batches (see reload_plan.h):
   // queries that leave or change stop after their running batch, then queries that are new or
-  // changed start. The other queries run on undisturbed. One reload at a time; none once the
-  // drain began.
-  ReloadReport Reload() {
-    std::lock_guard reload(reload_mu_);
+  // changed start. The other queries run on undisturbed. One reload at a time: without `wait`
+  // (over HTTP) a reload already running answers "busy"; none runs before the queries started
+  // or once the drain began, and a drain that begins meanwhile skips what is left to start.
+  ReloadReport Reload(bool wait) {
     ReloadReport report{.at_ms = NowMs()};
-    if (draining_) {
-      report.result = "stopping";
+    std::unique_lock reload(reload_mu_, std::defer_lock);
+    if (wait) {
+      reload.lock();
+    } else if (!reload.try_lock()) {
+      report.result = "busy";
+      report.errors.push_back("a reload is running");
+      return report;
+    }
+    if (draining_ || !started_) {
+      report.result = draining_ ? "stopping" : "busy";
+      if (!draining_) report.errors.push_back("the queries are starting");
       return report;
     }
     notifier_.Reloading("reloading " + config_.file);
@@ -443,6 +455,16 @@ class Service {
       std::erase(queries_, nullptr);
     }
     StopAll(stopping);
+    // A Kafka subscription whose connection stays lives on while its queries restart: no
+    // rebalance for a query's or a source's planning settings.
+    std::vector<std::shared_ptr<sources::KafkaSubscription>> keep;
+    for (const auto& rq : stopping) {
+      auto source = next.sources.find(rq->config.source);
+      if (rq->kafka != nullptr && source != next.sources.end() &&
+          sources::SameSubscription(KafkaOptions(rq->source), KafkaOptions(source->second))) {
+        keep.push_back(rq->kafka->subscription());
+      }
+    }
     std::map<std::string, std::pair<QueryConfig, SourceConfig>> previous;
     for (auto& rq : stopping) {
       const bool removed = next_of(rq->name()) == nullptr;
@@ -455,7 +477,6 @@ class Service {
       previous.emplace(rq->name(), std::pair(rq->config, rq->source));
       rq.reset();  // its source detaches (a subscription goes with its last query)
     }
-    ForgetUnusedSources();
 
     // Then what is new or changed starts, from its committed batch. The list the readers see
     // changes once, at the end.
@@ -464,6 +485,11 @@ class Service {
     for (const QueryConfig& qc : next.queries) {
       const std::string& name = qc.aggregation.name;
       auto change = changes.find(name);
+      if (draining_) {
+        if (!Running(name)) outcome(name, "failed", "not started: the service is stopping");
+        if (Running(name)) applied.push_back(qc);
+        continue;
+      }
       if (!previous.contains(name) && Running(name)) {  // unchanged, or refused and left running
         if (change != changes.end()) outcome(name, "refused", change->second.why);
         applied.push_back(qc);
@@ -478,20 +504,32 @@ class Service {
         continue;
       }
       std::string why = built.status().ToString();
-      if (auto was = previous.find(name); was != previous.end()) {
-        // It ran before this reload: back with the settings it had.
-        auto back = Launch(was->second.first, was->second.second);
+      const bool reset =
+          change != changes.end() && change->second.kind == QueryChange::Kind::kReset;
+      if (auto was = previous.find(name); was != previous.end() && !reset) {
+        // It ran before this reload: back with the query settings it had. Its source's as
+        // they were only when they share the new settings' group member (never two members
+        // of one group for one source in the process); the source stays as the file has it.
+        const SourceConfig& now = next.sources.at(was->second.first.source);
+        const SourceConfig& source =
+            was->second.first.source == was->second.second.name &&
+                    sources::SameSubscription(KafkaOptions(was->second.second), KafkaOptions(now))
+                ? was->second.second
+                : now;
+        auto back = Launch(was->second.first, source);
         if (back.ok()) {
           outcome(name, "failed", why + "; kept running with its previous settings");
           applied.push_back(was->second.first);
-          next.sources[was->second.first.source] = was->second.second;
           launched[name] = std::move(back).value();
           continue;
         }
         why += "; with its previous settings: " + back.status().ToString();
       }
-      // Not running: the next reload tries again.
+      // Not running (after a reset, its state was dropped already): the next reload tries
+      // again.
       outcome(name, "failed", why + "; not running");
+      metrics_.RemoveQuery(name);
+      health_.RemoveQuery(name);
     }
     {
       std::lock_guard lock(queries_mu_);
@@ -508,7 +546,8 @@ class Service {
       }
       queries_ = std::move(ordered);
     }
-    ForgetUnusedSources();  // one a failed start made
+    keep.clear();
+    ForgetUnusedSources();  // one whose queries went, or one a failed start made
     next.queries = std::move(applied);
     config_ = std::move(next);
     {
@@ -516,6 +555,10 @@ class Service {
       for (const auto& [name, r] : report.queries) {
         if (r.outcome != "stopped") reloads_[name] = r;
       }
+      std::erase_if(reloads_, [&](const auto& entry) {
+        return std::none_of(queries_.begin(), queries_.end(),
+                            [&](const auto& rq) { return rq->name() == entry.first; });
+      });
     }
     report.result = partial ? "partial" : "applied";
     metrics_.ObserveReload(report.result, /*applied=*/true);
@@ -572,17 +615,35 @@ class Service {
 
   // Waits for SIGTERM or SIGINT (or a failed query, which raises SIGTERM); SIGHUP reloads the
   // config meanwhile. True when a query failed.
+  // Reloads run on a thread of their own, so a signal that comes during one is taken at once.
   bool AwaitSignal() {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    bool requested = false;  // guarded by mu
+    std::jthread reloader([&](std::stop_token stop) {
+      while (true) {
+        {
+          std::unique_lock lock(mu);
+          if (!cv.wait(lock, stop, [&] { return requested; })) return;
+          requested = false;
+        }
+        Reload(/*wait=*/true);
+      }
+    });
     int sig = 0;
     while (true) {
       sigwait(&signals_, &sig);
       if (sig != SIGHUP) break;
-      Reload();
+      std::lock_guard lock(mu);
+      requested = true;  // reloads asked for while one runs make one more
+      cv.notify_one();
     }
+    draining_ = true;  // a running reload starts nothing more
     const bool failed = query_failed_.load();
     notifier_.Stopping(failed ? "a query failed: stopping" : "draining: finishing running batches");
-    log_->info("{}: draining (finishing running batches, at most {} ms)",
-               failed ? "query failure" : strsignal(sig), config_.shutdown_timeout_ms);
+    log_->info("{}: draining (finishing running batches)",
+               failed ? "query failure" : strsignal(sig));
+    reloader.request_stop();
     return failed;
   }
 
@@ -599,7 +660,7 @@ class Service {
         }
       }
     });
-    std::lock_guard reload(reload_mu_);  // a reload over HTTP ends first; none starts after
+    std::unique_lock reload(reload_mu_);  // a running reload ends first; none starts after
     draining_ = true;
     Status result;
     // shutdown_timeout bounds the whole drain: every query stops at once, each within it.
@@ -636,6 +697,7 @@ class Service {
       reporter_.request_stop();
       reporter_.join();
     }
+    reload.unlock();  // a reload request waiting on the HTTP pool answers "stopping"
     if (http_) http_->Stop();
     return result;
   }
@@ -650,8 +712,9 @@ class Service {
   Metrics metrics_;
   // Destroyed in reverse: the HTTP server first, then what it and the checkpointer's thread
   // read (the API context, the queries), then the store and the lock.
-  std::mutex reload_mu_;   // held by a reload and by the drain
-  bool draining_ = false;  // guarded by reload_mu_
+  std::mutex reload_mu_;  // held by a reload and by the drain
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> started_{false};  // the queries started: reloads may run
   mutable std::mutex queries_mu_;
   std::vector<std::unique_ptr<RunningQuery>> queries_;  // in config order; see the class comment
   std::map<std::string, ReloadOutcome> reloads_;        // by query; guarded by queries_mu_

@@ -27,9 +27,12 @@ Result<std::unique_ptr<sinks::JsonFileSink>> JsonSink(const std::string& root,
 }  // namespace
 
 RunningQuery::~RunningQuery() {
-  if (!watcher.joinable()) return;
-  ssc->Stop(Millis(0)).IgnoreError();
-  watcher.join();
+  if (watcher.joinable()) {
+    ssc->Stop(Millis(0)).IgnoreError();
+    watcher.join();
+  }
+  // The API may keep the context for its progress: not the graph and the source it holds.
+  if (ssc) ssc->ReleaseOutputs();
 }
 
 sources::KafkaSourceOptions KafkaOptions(const SourceConfig& source) {
@@ -71,8 +74,8 @@ Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const So
     rq->stream.emplace(file);
   } else {
     ASSIGN_OR_RETURN(auto subscription, subscribe(source));
-    ASSIGN_OR_RETURN(auto kafka,
-                     sources::KafkaSource::Make(rq->ssc.get(), std::move(subscription), name));
+    ASSIGN_OR_RETURN(auto kafka, sources::KafkaSource::Make(rq->ssc.get(), std::move(subscription),
+                                                            name, KafkaOptions(source)));
     RETURN_NOT_OK(kafka->Restore(next.record.positions, /*use_group_offsets=*/!next.reset));
     rq->input = kafka.get();
     rq->kafka = kafka.get();

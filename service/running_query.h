@@ -41,7 +41,8 @@ struct RunningQuery {
 
   const std::string& name() const { return config.aggregation.name; }
 
-  // Stops the context if its watcher still runs (an error path), and joins the watcher.
+  // Stops the context if its watcher still runs (an error path), joins the watcher, and
+  // releases the context's graph (its source goes with the query, whoever holds the context).
   ~RunningQuery();
 };
 

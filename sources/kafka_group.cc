@@ -162,10 +162,11 @@ Status KafkaGroup::Commit(std::map<TopicPartition, GroupOffset> offsets, bool as
   std::map<TopicPartition, GroupOffset> before;  // to restore if the commit fails
   for (auto it = offsets.begin(); it != offsets.end();) {
     auto [previous, fresh] = committed_.try_emplace(it->first);
-    // Never below what was sent before. A synchronous commit may repeat the last offset: an
+    // An async commit of what was sent last is left out. A synchronous one goes again: an
     // async commit of it may have been refused (during a rebalance), and the revocation's
-    // commit is the handover the next owner relies on.
-    if (it->second.offset < previous->second.offset || (async && it->second == previous->second)) {
+    // commit is the handover the next owner relies on. An offset may go down: it is the
+    // smallest of the source's queries, and a query that joins (or was reset) starts lower.
+    if (async && it->second == previous->second) {
       it = offsets.erase(it);
       continue;
     }

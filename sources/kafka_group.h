@@ -8,11 +8,11 @@
 // revoked while a batch reads it. The callbacks run inside Poll (and inside Join and the
 // destructor, which leaves the group).
 //
-// Commit is the one place that commits group offsets (batches, revocations, checkpoints): an
-// offset below what was sent before for its partition is dropped (async: the same offset with
-// the same metadata too), so the group's offsets only move forward. Each offset carries its
-// metadata (KafkaSubscription puts each query's own offset there). Without membership, a
-// plain consumer commits (made on first use).
+// Commit is the one place that commits group offsets (batches, revocations, checkpoints),
+// each offset with its metadata (KafkaSubscription puts each query's own offset there); an
+// async commit of what was sent last is left out. The callers commit confirmed positions
+// only, so a query's offset moves back only when its state does (a reset). Without
+// membership, a plain consumer commits (made on first use).
 //
 // Thread safety: Join, Poll and Committed on the batch thread; Commit from any thread (one at
 // a time; an async commit skips when another commit is in flight); rebalances() anywhere.

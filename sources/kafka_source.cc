@@ -18,39 +18,41 @@ std::string PositionKey(const std::string& topic, int32_t partition) {
 
 Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(
     streaming::StreamingContext* ssc, std::shared_ptr<KafkaSubscription> subscription,
-    std::string query) {
+    std::string query, KafkaSourceOptions options) {
   if (subscription == nullptr) return Status::InvalidArgument("kafka: no subscription");
-  auto source =
-      std::shared_ptr<KafkaSource>(new KafkaSource(ssc, std::move(subscription), std::move(query)));
-  KafkaSource* self = source.get();
-  const KafkaSubscription::Ownership ownership = self->sub_->Attach(self);
-  self->attached_ = true;
+  auto source = std::shared_ptr<KafkaSource>(
+      new KafkaSource(ssc, std::move(subscription), std::move(query), std::move(options)));
+  source->sub_->Attach(source.get());  // OnAttached sets what the process owns now
+  source->attached_ = true;
+  source->registration_ = ssc->AddInput(source.get());
+  return source;
+}
+
+void KafkaSource::OnAttached(const KafkaSubscription::Ownership& ownership) {
   KafkaPositions known;
   for (const auto& tp : ownership.known) known[tp] = -1;
-  source->SetPosition(std::move(known));
-  {
-    std::lock_guard lock(self->mu_);
-    self->owned_ = ownership.owned;
-    // With membership, where each owned partition starts is resolved before the first plan.
-    if (self->sub_->member()) self->fresh_ = ownership.owned;
-    self->lost_ownership_ = ownership.lost_before;
-  }
-  source->registration_ = ssc->AddInput(self);
-  return source;
+  SetPosition(std::move(known));
+  std::lock_guard lock(mu_);
+  owned_ = ownership.owned;
+  // With membership, where each owned partition starts is resolved before the first plan.
+  if (sub_->member()) fresh_ = ownership.owned;
+  lost_ownership_ = ownership.lost_before;
 }
 
 Result<std::shared_ptr<KafkaSource>> KafkaSource::Make(streaming::StreamingContext* ssc,
                                                        KafkaSourceOptions options) {
   std::string query = options.name;
-  ASSIGN_OR_RETURN(auto subscription, KafkaSubscription::Make(std::move(options)));
-  return Make(ssc, std::move(subscription), std::move(query));
+  ASSIGN_OR_RETURN(auto subscription, KafkaSubscription::Make(options));
+  return Make(ssc, std::move(subscription), std::move(query), std::move(options));
 }
 
 KafkaSource::KafkaSource(streaming::StreamingContext* ssc,
-                         std::shared_ptr<KafkaSubscription> subscription, std::string query)
+                         std::shared_ptr<KafkaSubscription> subscription, std::string query,
+                         KafkaSourceOptions options)
     : PlannedInput(ssc, {}),
       sub_(std::move(subscription)),
-      options_(sub_->options()),
+      options_(std::move(options)),
+      reader_(options_),
       query_(std::move(query)) {
   if (options_.rate_control) {
     streaming::RateControlOptions rc = *options_.rate_control;
@@ -62,6 +64,7 @@ KafkaSource::KafkaSource(streaming::StreamingContext* ssc,
 KafkaSource::~KafkaSource() {
   registration_ = {};                 // no batch plans this source from here on
   if (attached_) sub_->Detach(this);  // commits its confirmed positions
+  reader_.Clear();
 }
 
 void KafkaSource::OnBatchCompleted(const streaming::BatchProgress& p) {
@@ -95,13 +98,16 @@ void KafkaSource::OnAssigned(const std::vector<TopicPartition>& partitions) {
 }
 
 void KafkaSource::OnRevoked(const std::vector<TopicPartition>& partitions) {
-  std::lock_guard lock(mu_);
-  for (const auto& tp : partitions) {
-    owned_.erase(tp);
-    fresh_.erase(tp);
-    lost_ownership_.insert(tp);
-    lag_.erase(tp);
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& tp : partitions) {
+      owned_.erase(tp);
+      fresh_.erase(tp);
+      lost_ownership_.insert(tp);
+      lag_.erase(tp);
+    }
   }
+  for (const auto& tp : partitions) reader_.Drop(tp);
 }
 
 std::map<TopicPartition, int64_t> KafkaSource::Confirmed() const {
@@ -271,7 +277,7 @@ Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Read(const KafkaPla
   return std::optional(engine::FromSource<std::string>(
       this->ssc().engine(), "kafka", n,
       [this, ranges = plan.ranges](int p, engine::TaskContext& tc, engine::Emit<std::string> emit) {
-        return sub_->reader().Read(ranges[static_cast<size_t>(p)], tc, emit);
+        return reader_.Read(ranges[static_cast<size_t>(p)], tc, emit);
       }));
 }
 

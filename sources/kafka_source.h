@@ -50,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "sources/kafka_reader.h"
 #include "sources/kafka_subscription.h"
 #include "streaming/planned_input.h"
 
@@ -69,10 +70,11 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
                           public streaming::BatchListener,
                           public KafkaSubscription::Member {
  public:
-  // Query `query`'s source over `subscription` (its options: planning caps, rate control).
+  // Query `query`'s source over `subscription`, planning and reading with `options`
+  // (starting offsets, caps, data loss, rate control; the group is the subscription's).
   static Result<std::shared_ptr<KafkaSource>> Make(streaming::StreamingContext* ssc,
                                                    std::shared_ptr<KafkaSubscription> subscription,
-                                                   std::string query);
+                                                   std::string query, KafkaSourceOptions options);
   // Without a subscription of its own to share: makes one (a source read by one query).
   static Result<std::shared_ptr<KafkaSource>> Make(streaming::StreamingContext* ssc,
                                                    KafkaSourceOptions options);
@@ -100,7 +102,10 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   const std::string& query() const override { return query_; }
   void OnAssigned(const std::vector<TopicPartition>& partitions) override;
   void OnRevoked(const std::vector<TopicPartition>& partitions) override;
+  void OnAttached(const KafkaSubscription::Ownership& ownership) override;
   std::map<TopicPartition, int64_t> Confirmed() const override;
+  int64_t fetch_errors() const override { return reader_.fetch_errors(); }
+  std::string Trouble() const override { return reader_.Trouble(); }
 
  protected:
   // Serves the group (rebalances) and fixes where newly assigned partitions start.
@@ -113,10 +118,11 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
 
  private:
   KafkaSource(streaming::StreamingContext* ssc, std::shared_ptr<KafkaSubscription> subscription,
-              std::string query);
+              std::string query, KafkaSourceOptions options);
 
   const std::shared_ptr<KafkaSubscription> sub_;
-  const KafkaSourceOptions& options_;  // the subscription's
+  const KafkaSourceOptions options_;  // for planning and reading
+  KafkaRangeReader reader_;           // this query's consumers (queries read at their own offsets)
   const std::string query_;
   std::atomic<int64_t> lost_{0};
   // The source's own state; never held across a broker call or a call into the subscription.

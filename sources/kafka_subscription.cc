@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -45,6 +46,12 @@ std::optional<int64_t> GroupOffsetOf(const GroupOffset& committed, const std::st
   return it->second;
 }
 
+bool SameSubscription(const KafkaSourceOptions& a, const KafkaSourceOptions& b) {
+  return a.name == b.name && a.bootstrap_servers == b.bootstrap_servers && a.topics == b.topics &&
+         a.group_id == b.group_id && a.group_membership == b.group_membership &&
+         a.librdkafka == b.librdkafka && a.timeout_ms == b.timeout_ms;
+}
+
 Result<std::shared_ptr<KafkaSubscription>> KafkaSubscription::Make(KafkaSourceOptions options) {
   if (options.bootstrap_servers.empty())
     return Status::InvalidArgument("kafka: no bootstrap servers");
@@ -71,19 +78,19 @@ Result<std::shared_ptr<KafkaSubscription>> KafkaSubscription::Make(KafkaSourceOp
 }
 
 KafkaSubscription::KafkaSubscription(KafkaSourceOptions options, rd_kafka_t* meta)
-    : options_(std::move(options)), meta_(meta), reader_(options_) {}
+    : options_(std::move(options)), meta_(meta) {}
 
 KafkaSubscription::~KafkaSubscription() {
   if (group_) group_->Leave();  // no member is left: the revocation commits nothing more
   group_.reset();
-  reader_.Clear();
   rd_kafka_destroy(meta_);
 }
 
-KafkaSubscription::Ownership KafkaSubscription::Attach(Member* member) {
+void KafkaSubscription::Attach(Member* member) {
+  // Under mu_: no rebalance runs between the member learning what is owned and its callbacks.
   std::lock_guard lock(mu_);
+  member->OnAttached({.known = known_, .owned = owned_, .lost_before = lost_before_});
   members_.push_back(member);
-  return {.known = known_, .owned = owned_, .lost_before = lost_before_};
 }
 
 void KafkaSubscription::Detach(Member* member) {
@@ -117,7 +124,13 @@ void KafkaSubscription::EndBatch(Member* member) {
 }
 
 void KafkaSubscription::AwaitBetweenBatches(std::unique_lock<std::mutex>& lock) {
-  const auto timeout = std::chrono::milliseconds(std::max(options_.timeout_ms, 1000));
+  // A batch is never cut short by a rebalance; a member that does not poll for
+  // max.poll.interval.ms (300 s by default) leaves the group, so the wait stays below it.
+  int64_t max_poll_ms = 300000;
+  if (auto it = options_.librdkafka.find("max.poll.interval.ms"); it != options_.librdkafka.end()) {
+    std::from_chars(it->second.data(), it->second.data() + it->second.size(), max_poll_ms);
+  }
+  const auto timeout = std::chrono::milliseconds(std::max<int64_t>(max_poll_ms * 4 / 5, 1000));
   if (!cv_.wait_for(lock, timeout, [&] { return in_batch_.empty(); })) {
     Logger("kafka")->warn(
         "source {}: a rebalance waited {} ms for {} queries' batches; going on while they run",
@@ -153,7 +166,6 @@ void KafkaSubscription::OnRevoked(const std::vector<TopicPartition>& partitions)
     }
     for (Member* m : members_) m->OnRevoked(partitions);
   }
-  for (const auto& tp : partitions) reader_.Drop(tp);
   CrashPoint("during_rebalance");
   Logger("kafka")->info("source {}: {} partitions revoked; committing {} offsets to group {}",
                         options_.name, partitions.size(), offsets.size(), options_.group_id);
@@ -215,6 +227,21 @@ std::vector<PartitionLag> KafkaSubscription::Lag() const {
   std::vector<PartitionLag> out;
   for (const auto& [tp, records] : most) out.push_back({tp.first, tp.second, records});
   return out;
+}
+
+int64_t KafkaSubscription::fetch_errors() const {
+  std::lock_guard lock(mu_);
+  int64_t errors = 0;
+  for (Member* m : members_) errors += m->fetch_errors();
+  return errors;
+}
+
+std::string KafkaSubscription::Trouble() const {
+  std::lock_guard lock(mu_);
+  for (Member* m : members_) {
+    if (std::string why = m->Trouble(); !why.empty()) return why;
+  }
+  return "";
 }
 
 int64_t KafkaSubscription::records_lost() const {

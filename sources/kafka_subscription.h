@@ -8,7 +8,8 @@
 //
 // Rebalances happen between batches of every member: the group is polled only in BeginBatch
 // (the start of a member's plan), and a rebalance that comes waits until no other member is
-// inside a batch (BeginBatch .. EndBatch), at most `timeout_ms`. On revocation the members'
+// inside a batch (BeginBatch .. EndBatch; at most 4/5 of max.poll.interval.ms, after which the
+// group would drop the member). On revocation the members'
 // confirmed positions are committed to the group, the handover for the next owner.
 //
 // Group offsets with several queries: a partition's committed offset is the smallest of its
@@ -34,7 +35,6 @@
 
 #include "sources/kafka_client.h"
 #include "sources/kafka_group.h"
-#include "sources/kafka_reader.h"
 #include "sources/offset_planner.h"
 
 namespace runnel::sources {
@@ -55,6 +55,19 @@ std::optional<QueryOffsets> DecodeQueryOffsets(const std::string& metadata);
 // entry for the query (it never read the partition, or not under this group).
 std::optional<int64_t> GroupOffsetOf(const GroupOffset& committed, const std::string& query);
 
+// Whether sources with these options can share one subscription: the same connection,
+// group, membership and topics. The planning options (starting offsets, caps, data loss, rate
+// control) are each query's own.
+bool SameSubscription(const KafkaSourceOptions& a, const KafkaSourceOptions& b);
+
+// Every partition of the topics, the partitions the process owns now, and those it lost to
+// another member at some point: what a member attached now starts with.
+struct SubscriptionOwnership {
+  std::set<TopicPartition> known;
+  std::set<TopicPartition> owned;
+  std::set<TopicPartition> lost_before;
+};
+
 class KafkaSubscription {
  public:
   // A query's source attached to the subscription.
@@ -67,11 +80,17 @@ class KafkaSubscription {
     virtual void OnAssigned(const std::vector<TopicPartition>& partitions) = 0;
     // The group took `partitions` away (between the member's batches).
     virtual void OnRevoked(const std::vector<TopicPartition>& partitions) = 0;
+    // Attach: what the process owns as the member joins (before any callback reaches it).
+    virtual void OnAttached(const SubscriptionOwnership& ownership) = 0;
     // The position after the member's last committed batch, per partition (-1: none).
     virtual std::map<TopicPartition, int64_t> Confirmed() const = 0;
     virtual std::vector<PartitionLag> Lag() const = 0;
     virtual int64_t records_lost() const = 0;
+    // Its readers' fetch errors, and why they stall ("" when fine).
+    virtual int64_t fetch_errors() const = 0;
+    virtual std::string Trouble() const = 0;
   };
+  using Ownership = SubscriptionOwnership;
 
   // Discovers the topics' partitions and (with membership) joins the group, waiting (bounded)
   // for the first assignment.
@@ -81,17 +100,12 @@ class KafkaSubscription {
   KafkaSubscription(const KafkaSubscription&) = delete;
   KafkaSubscription& operator=(const KafkaSubscription&) = delete;
 
+  // The options it was made with: its connection, group and topics (SameSubscription).
   const KafkaSourceOptions& options() const { return options_; }
   bool member() const { return group_->member(); }
 
-  // Every partition of the topics at start, and the partitions this process owns now; a
-  // member attached now starts with these, those the process lost before in `lost_before`.
-  struct Ownership {
-    std::set<TopicPartition> known;
-    std::set<TopicPartition> owned;
-    std::set<TopicPartition> lost_before;
-  };
-  Ownership Attach(Member* member);
+  // The member joins: OnAttached gets what the process owns now, then the callbacks follow.
+  void Attach(Member* member);
   // Commits the member's confirmed positions (synchronously), then forgets it.
   void Detach(Member* member);
 
@@ -109,17 +123,16 @@ class KafkaSubscription {
   // The log bounds of each partition, in one round trip each for starts and ends.
   Result<std::map<TopicPartition, LogBounds>> Bounds(
       const std::set<TopicPartition>& partitions) const;
-  KafkaRangeReader& reader() { return reader_; }
 
   // For metrics and readiness: the owned partitions ("topic/partition"), the largest lag of
-  // any member per partition, the members' lost records, the group's rebalances, the
-  // readers' fetch errors and stalls.
+  // any member per partition, the members' lost records and fetch errors, the group's
+  // rebalances, the first member's reader stall.
   std::vector<std::string> Owned() const;
   std::vector<PartitionLag> Lag() const;
   int64_t records_lost() const;
   int64_t rebalances() const { return group_->rebalances(); }
-  int64_t fetch_errors() const { return reader_.fetch_errors(); }
-  std::string Trouble() const { return reader_.Trouble(); }
+  int64_t fetch_errors() const;
+  std::string Trouble() const;
 
  private:
   KafkaSubscription(KafkaSourceOptions options, rd_kafka_t* meta);
@@ -135,8 +148,7 @@ class KafkaSubscription {
 
   const KafkaSourceOptions options_;
   rd_kafka_t* const meta_;  // for metadata and log-bound queries
-  KafkaRangeReader reader_;
-  std::mutex poll_mu_;  // one poll (and its rebalance callbacks) at a time
+  std::mutex poll_mu_;      // one poll (and its rebalance callbacks) at a time
   mutable std::mutex mu_;
   std::condition_variable cv_;            // a member's batch ended
   std::set<TopicPartition> known_;        // guarded by mu_

@@ -72,6 +72,11 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
     OnBatchEnded();
   }
 
+  void Stopped(BatchTime t) final {
+    (void)t;
+    OnBatchEnded();
+  }
+
   void Confirm(BatchTime t) final {
     std::optional<std::pair<BatchPlan, Position>> confirmed;
     {
@@ -117,7 +122,7 @@ class PlannedInput : public DStreamNode<T>, public InputStreamBase {
     (void)after;
   }
 
-  // After every Confirm and Abandon: the batch that Plan began has ended, either way.
+  // After every Confirm, Abandon and Stopped: the batch that Plan began has ended, either way.
   virtual void OnBatchEnded() {}
 
   // Replaces the position (Restore, before the context starts).

@@ -154,6 +154,9 @@ Status StreamingContext::RunOne(TimePoint time) {
     const RetryScope scope = st.retry();
     if (!options_.retry_transient ||
         (scope != RetryScope::kBatch && scope != RetryScope::kReplan)) {
+      // The batch ends here, failed, and so does the stream (its plan stays, for diagnosis).
+      std::lock_guard lock(graph_mu_);
+      for (InputStreamBase* input : inputs_) input->Stopped(t);
       return st;
     }
     // A new plan is tried at once, the first time; a plan that keeps failing waits too.
@@ -217,6 +220,12 @@ Status StreamingContext::Attempt(TimePoint time) {
   }
   for (BatchListener* l : listeners_) l->OnBatchCompleted(info.progress);
   return st;
+}
+
+void StreamingContext::ReleaseOutputs() {
+  std::lock_guard lock(graph_mu_);
+  outputs_.clear();
+  listeners_.clear();
 }
 
 Status StreamingContext::Stop(Millis timeout) {

@@ -68,6 +68,9 @@ class InputStreamBase {
   // The batch planned at `t` failed and will be planned again: forget its plan, so the next
   // Plan starts where `t`'s did (nothing skipped, nothing read twice).
   virtual void Abandon(BatchTime t) { (void)t; }
+  // The batch planned at `t` failed with an error no retry helps: the stream stops. Its plan
+  // stays (nothing is planned after it).
+  virtual void Stopped(BatchTime t) { (void)t; }
   // The batch planned at `t` succeeded: its outputs committed the positions it planned.
   virtual void Confirm(BatchTime t) { (void)t; }
 };
@@ -161,6 +164,10 @@ class StreamingContext {
     outputs_.push_back(std::move(output));
   }
   void AddListener(BatchListener* listener) { listeners_.push_back(listener); }
+  // Drops the outputs and listeners, and with them what they hold (the DStream graph and its
+  // sources), so a context kept for its progress records holds nothing else. Only before
+  // Start or after the runner ended (Stop, then AwaitTermination).
+  void ReleaseOutputs();
 
   // Starts the timer: the first batch is at `first_batch` (default: the next multiple of the
   // batch interval after now), then one every interval.

@@ -32,6 +32,14 @@ std::string KafkaConfig(const std::string& dir, const std::string& bootstrap) {
   return WithKafkaSource(HourlyConfig(dir, "unused", 1000), bootstrap, 700);
 }
 
+// The same, reading a partition's backlog in one batch. Tests that compare with the golden
+// aggregates use it: until lateness is judged per partition (issue 19) which records are late
+// depends on where batches are cut, and kcat spreads the records over the partitions at
+// random, so capped cuts differ from run to run.
+std::string UncappedKafkaConfig(const std::string& dir, const std::string& bootstrap) {
+  return WithKafkaSource(HourlyConfig(dir, "unused", 1000), bootstrap, 100000);
+}
+
 // The offsets consumer group `group` committed for partitions 0..partitions-1, summed.
 int64_t CommittedOffsets(const std::string& bootstrap, const std::string& group,
                          const std::string& topic, int partitions) {
@@ -94,7 +102,7 @@ TEST(KafkaTest, GoldenDataFromKcatThroughTheKafkaSourceAndOnWithMoreData) {
   for (size_t i = 0; i < lines.size(); ++i) (i < 11000 ? first : second) += lines[i] + "\n";
   WriteText(dir.path() + "/first.jsonl", first);
   WriteText(dir.path() + "/second.jsonl", second);
-  WriteText(dir.path() + "/q.yaml", KafkaConfig(dir.path(), broker.bootstrap()));
+  WriteText(dir.path() + "/q.yaml", UncappedKafkaConfig(dir.path(), broker.bootstrap()));
   const std::vector<std::string> run = {RunnelBinary(), "run", "--config", dir.path() + "/q.yaml",
                                         "--available-now"};
 
@@ -119,7 +127,7 @@ TEST(KafkaTest, TwoQueriesOnOneSourceEachReadEveryPartitionThroughOneGroupMember
   Broker broker({"clicks:4"});
   TempDir dir;
   Produce(broker.bootstrap(), "clicks", GoldenDir() + "/clicks-clean.jsonl");
-  std::string config = KafkaConfig(dir.path(), broker.bootstrap());
+  std::string config = UncappedKafkaConfig(dir.path(), broker.bootstrap());
   std::string copy = config.substr(config.find("  - name: hourly_pages"));
   copy.replace(copy.find("hourly_pages"), 12, "copy");
   copy.replace(copy.rfind(dir.path() + "/out"), dir.path().size() + 4, dir.path() + "/out2");
@@ -318,7 +326,7 @@ TEST(KafkaTest, EmptyNullAndOversizedMessagesAreCountedAndTheRestIsExact) {
                  "{\"customer\": \"" + std::string(1100000, 'x') + "\"}"});
   Produce(broker.bootstrap(), "clicks", dir.path() + "/second.jsonl");
   WriteText(dir.path() + "/q.yaml",
-            WithDeadLetters(KafkaConfig(dir.path(), broker.bootstrap()), dir.path()));
+            WithDeadLetters(UncappedKafkaConfig(dir.path(), broker.bootstrap()), dir.path()));
 
   auto r =
       RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
@@ -329,7 +337,7 @@ TEST(KafkaTest, EmptyNullAndOversizedMessagesAreCountedAndTheRestIsExact) {
             (std::map<std::string, size_t>{{"empty", 3}, {"too_large", 1}}));
 }
 
-TEST(KafkaTest, GroupOffsetsOnlyMoveForward) {
+TEST(KafkaTest, GroupOffsetsFollowTheConfirmedBatches) {
   // Batches commit their offsets to the group as they go, and so does each checkpoint. The
   // group's offset must not go back.
   Broker broker({"fwd:1"});

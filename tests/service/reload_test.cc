@@ -299,7 +299,8 @@ TEST(ReloadTest, AQueryAddedOnARunningKafkaSourceSharesItsGroupMemberAndReadsFro
   Produce(broker.bootstrap(), "clicks", GoldenDir() + "/" + kGoldenIn);
   const std::string config_path = dir.path() + "/q.yaml";
   const std::string config =
-      WithKafkaSource(BaseConfig(dir.path(), "unused", 1000, "100ms"), broker.bootstrap(), 700);
+      // Uncapped: which records are late depends on batch cuts until issue 19.
+      WithKafkaSource(BaseConfig(dir.path(), "unused", 1000, "100ms"), broker.bootstrap(), 100000);
   WriteText(config_path, config);
   Service service(config_path, dir.path() + "/log");
   ASSERT_TRUE(service.WaitReady());
@@ -319,11 +320,23 @@ TEST(ReloadTest, AQueryAddedOnARunningKafkaSourceSharesItsGroupMemberAndReadsFro
   EXPECT_EQ(SumOf(metrics, "runnel_kafka_assigned_partitions"), 4);
   EXPECT_EQ(Content(dir.path() + "/out", "hourly_pages"), Golden());
 
-  // Removing the first query leaves the source running for the second.
-  WriteText(config_path, WithCopy(config, "copy", dir.path() + "/out2")
-                             .replace(config.find("  - name: hourly_pages"),
-                                      config.size() - config.find("  - name: hourly_pages"), ""));
+  // A planning setting of the source (its cap) restarts both queries, on the same member.
+  std::string capped = WithCopy(config, "copy", dir.path() + "/out2");
+  capped.replace(capped.find("max_records_per_partition: 100000"), 33,
+                 "max_records_per_partition: 50000");
+  WriteText(config_path, capped);
   ReloadBySignal(service, 2);
+  EXPECT_EQ(ReloadOutcome(service, "hourly_pages"), "restarted");
+  EXPECT_EQ(ReloadOutcome(service, "copy"), "restarted");
+  EXPECT_EQ(SumOf(Metrics(service), "runnel_kafka_rebalances_total"), rebalances);
+  EXPECT_EQ(SumOf(Metrics(service), "runnel_kafka_assigned_partitions"), 4);
+
+  // Removing the first query leaves the source running for the second.
+  WriteText(
+      config_path,
+      capped.replace(capped.find("  - name: hourly_pages"),
+                     capped.find("  - name: copy") - capped.find("  - name: hourly_pages"), ""));
+  ReloadBySignal(service, 3);
   EXPECT_EQ(QueryNames(service), (std::vector<std::string>{"copy"}));
   EXPECT_EQ(SumOf(Metrics(service), "runnel_kafka_assigned_partitions"), 4);
   EXPECT_EQ(SumOf(Metrics(service), "runnel_kafka_rebalances_total"), rebalances);
