@@ -322,11 +322,13 @@ class Validator {
       return;
     }
     if (s.type == SourceType::kFile) {
-      Keys(n, "file source " + name, {"type", "path", "max_records_per_batch"});
+      Keys(n, "file source " + name,
+           {"type", "path", "max_records_per_batch", "max_bytes_per_batch"});
       if (String(n, "path", &s.path, true) && !FileExists(s.path)) {
         Error(n["path"], fmt::format("source {}: cannot read '{}'", name, s.path));
       }
       Integer(n, "max_records_per_batch", &s.max_records_per_batch, 1, kMaxRecordsPerBatch);
+      Size(n, "max_bytes_per_batch", &s.max_bytes_per_batch);
     } else {
       Keys(n, "kafka source " + name,
            {"type", "bootstrap_servers", "topic", "topics", "group_id", "starting_offsets",

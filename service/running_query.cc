@@ -68,6 +68,7 @@ Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const So
         auto file, sources::FileSource::Make(rq->ssc.get(),
                                              {.path = source.path,
                                               .max_records_per_batch = source.max_records_per_batch,
+                                              .max_bytes_per_batch = source.max_bytes_per_batch,
                                               .name = source.name}));
     RETURN_NOT_OK(file->Restore(next.record.positions));
     rq->input = file.get();

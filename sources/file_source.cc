@@ -14,8 +14,10 @@ namespace runnel::sources {
 namespace {
 
 // Advances from `start` over up to `max_lines` lines; returns the end byte and lines taken.
+// Whole lines from `start`: at most `max_lines`, ending at most `max_bytes` after `start`
+// (always at least one line, however long, so a batch moves). Returns (end byte, lines).
 Result<std::pair<int64_t, int64_t>> ScanLines(const std::string& path, int64_t start,
-                                              int64_t max_lines) {
+                                              int64_t max_lines, int64_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open " + path, errno);
   std::string buf(1 << 20, '\0');
@@ -31,7 +33,7 @@ Result<std::pair<int64_t, int64_t>> ScanLines(const std::string& path, int64_t s
       return Status::FromErrno("read " + path, err);
     }
     if (n == 0) {
-      if (end < pos) {  // a last line without a newline
+      if (end < pos && (lines == 0 || pos - start <= max_bytes)) {  // a last line, no newline
         ++lines;
         end = pos;
       }
@@ -39,13 +41,20 @@ Result<std::pair<int64_t, int64_t>> ScanLines(const std::string& path, int64_t s
     }
     const char* data = buf.data();
     size_t i = 0;
+    bool full = false;
     while (lines < max_lines) {
       const void* nl = std::memchr(data + i, '\n', static_cast<size_t>(n) - i);
       if (nl == nullptr) break;
-      i = static_cast<size_t>(static_cast<const char*>(nl) - data) + 1;
+      const size_t next = static_cast<size_t>(static_cast<const char*>(nl) - data) + 1;
+      if (lines > 0 && pos + static_cast<int64_t>(next) - start > max_bytes) {
+        full = true;
+        break;
+      }
+      i = next;
       ++lines;
       end = pos + static_cast<int64_t>(i);
     }
+    if (full) break;
     pos += n;
   }
   ::close(fd);
@@ -56,6 +65,9 @@ Result<std::pair<int64_t, int64_t>> ScanLines(const std::string& path, int64_t s
 
 Result<std::shared_ptr<FileSource>> FileSource::Make(streaming::StreamingContext* ssc,
                                                      FileSourceOptions options) {
+  if (options.max_bytes_per_batch <= 0) {
+    return Status::InvalidArgument("max_bytes_per_batch must be positive");
+  }
   if (options.max_records_per_batch <= 0) {
     return Status::InvalidArgument("max_records_per_batch must be positive");
   }
@@ -104,10 +116,11 @@ Result<FileSource::Planned> FileSource::PlanFrom(streaming::BatchInfo* info,
                                                  const std::vector<LinePosition>& from) {
   Planned planned{{}, from};
   int64_t budget = options_.max_records_per_batch;
+  int64_t bytes_budget = options_.max_bytes_per_batch;
   const int chunks = std::max(1, 2 * this->ssc().engine().options().workers);
-  for (size_t i = 0; i < files_.size() && budget > 0; ++i) {
+  for (size_t i = 0; i < files_.size() && budget > 0 && bytes_budget > 0; ++i) {
     LinePosition& pos = planned.next[i];
-    ASSIGN_OR_RETURN(auto scanned, ScanLines(files_[i], pos.byte, budget));
+    ASSIGN_OR_RETURN(auto scanned, ScanLines(files_[i], pos.byte, budget, bytes_budget));
     const auto [end, lines] = scanned;
     if (lines == 0) continue;
     info->progress.input[options_.name + ":" + files_[i]] =
@@ -121,6 +134,7 @@ Result<FileSource::Planned> FileSource::PlanFrom(streaming::BatchInfo* info,
           {files_[i], pos.byte + size * c / parts, pos.byte + size * (c + 1) / parts});
     }
     budget -= lines;
+    bytes_budget -= size;
     info->progress.records_in += lines;
     pos.byte = end;
     pos.line += lines;

@@ -1,5 +1,6 @@
 // File source: JSON lines (or any lines) read in order from files, one input partition per
-// file. Each batch takes at most `max_records_per_batch` lines, from the files in path order;
+// file. Each batch takes at most `max_records_per_batch` lines and `max_bytes_per_batch` bytes
+// (whole lines; a longer line goes alone), from the files in path order;
 // its input is a fixed set of byte ranges (whole lines), so a batch's RDD is recomputable from
 // its lineage, and positions ("file:<path>" -> SourcePosition.file: byte offset and line
 // number) commit with the batch like Kafka offsets. A restarted query resumes from the committed
@@ -32,6 +33,8 @@ struct FileSourceOptions {
   std::string path;
   // Lines per batch, over all files.
   int64_t max_records_per_batch = 100000;
+  // And at most this many bytes of input (whole lines; a longer line goes alone).
+  int64_t max_bytes_per_batch = int64_t{256} << 20;
   // Name used in position keys and progress records.
   std::string name = "file";
 };

@@ -4,7 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "checkpoint/state_dir.h"
@@ -144,6 +146,50 @@ TEST_F(CheckpointTest, TakeRecordsBatchesAndKeepsTheNewest) {
   EXPECT_EQ(entries[0].id, 2);
   EXPECT_EQ(entries[1].id, 3);
   for (const auto& e : entries) EXPECT_TRUE(Verify(e).status.ok());
+}
+
+TEST_F(CheckpointTest, ACheckpointReadsOnlyTheFilesThatChangedSinceTheLastOne) {
+  auto store = OpenLive();
+  // A state of some megabytes that does not compress (the checkpoint flushes it into SSTs).
+  std::mt19937_64 random(7);
+  for (int64_t batch = 0; batch < 4; ++batch) {
+    streaming::BatchCommit c{.ns = "q", .record = {.batch_id = BatchId(batch)}};
+    for (int i = 0; i < 2000; ++i) {
+      std::string value;
+      for (int w = 0; w < 125; ++w) value += fmt::format("{:016x}", random());
+      c.puts.emplace_back(fmt::format("b{}k{:05}", batch, i), std::move(value));
+    }
+    ASSERT_TRUE(store->Commit(c).ok());
+  }
+  CheckpointStore checkpoints(dir_, /*keep=*/2);
+  auto first = checkpoints.Take(store.get());
+  ASSERT_TRUE(first.ok()) << first.status();
+  const auto full = checkpoints.last_take();
+  EXPECT_EQ(full.scanned_files, full.files) << "the first checkpoint reads everything";
+  EXPECT_GT(full.scanned_bytes, 4'000'000);
+
+  // One small batch more: only the new SST and the small files are read again.
+  CommitBatch(store.get(), 4);
+  auto second = checkpoints.Take(store.get());
+  ASSERT_TRUE(second.ok()) << second.status();
+  const auto changed = checkpoints.last_take();
+  EXPECT_LT(changed.scanned_bytes, full.scanned_bytes / 10)
+      << changed.scanned_files << " of " << changed.files << " files read";
+  EXPECT_LT(changed.scanned_files, changed.files);
+  // Its manifest still describes every file, and verification reads them all.
+  auto entries = ListCheckpoints(dir_).value();
+  ASSERT_EQ(entries.size(), 2u);
+  const Verification v = Verify(entries.back());
+  EXPECT_TRUE(v.status.ok()) << v.status;
+  EXPECT_EQ(v.files, changed.files);
+
+  // A file that changed under a reused name is still caught by verification.
+  for (const v1::FileEntry& f : entries.back().manifest->files()) {
+    if (!f.name().ends_with(".sst")) continue;
+    FlipByte(entries.back().path + "/db/" + f.name(), 100);
+    break;
+  }
+  EXPECT_FALSE(Verify(entries.back()).status.ok());
 }
 
 TEST_F(CheckpointTest, LeftoverTemporaryCheckpointIsIgnoredAndRemoved) {

@@ -52,6 +52,25 @@ TEST_F(FileSourceTest, BatchesTakeAtMostTheCapInFileOrder) {
   EXPECT_EQ(progress[0].records_in, 2);
 }
 
+TEST_F(FileSourceTest, BatchesTakeAtMostTheByteCapInWholeLines) {
+  // Lines of 10 bytes (with the newline), one of 30 bytes, and a last line without a newline.
+  ASSERT_TRUE(WriteFileAtomically(dir_ + "/a.jsonl", "aaaaaaaaa\nbbbbbbbbb\nccccccccc\n" +
+                                                         std::string(29, 'L') + "\nddddddddd\neeee")
+                  .ok());
+  streaming::StreamingContext ssc(engine_.get(), {.clock = &clock_});
+  auto source = FileSource::Make(
+                    &ssc, {.path = dir_, .max_records_per_batch = 100, .max_bytes_per_batch = 25})
+                    .value();
+  const auto batches = Drain(ssc, source);
+  ASSERT_EQ(batches.size(), 4u);
+  EXPECT_EQ(batches[0], (std::vector<std::string>{"aaaaaaaaa", "bbbbbbbbb"})) << "20 of 25 bytes";
+  EXPECT_EQ(batches[1], (std::vector<std::string>{"ccccccccc"}));
+  EXPECT_EQ(batches[2], (std::vector<std::string>{std::string(29, 'L')}))
+      << "a line over the cap goes alone";
+  EXPECT_EQ(batches[3], (std::vector<std::string>{"ddddddddd", "eeee"}));
+  EXPECT_FALSE(FileSource::Make(&ssc, {.path = dir_, .max_bytes_per_batch = 0}).ok());
+}
+
 TEST_F(FileSourceTest, RestoreContinuesFromCommittedPositions) {
   GeneratorOptions gen{.events = 5000, .seed = 3};
   ASSERT_TRUE(GenerateToFile(gen, dir_ + "/events.jsonl").ok());
