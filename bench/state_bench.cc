@@ -11,6 +11,10 @@
 //             no read, no merge, no encoding.
 // checkpoint: CheckpointStore::Take of a state with N keys (RocksDB checkpoint + CRC32C and
 //             fsync of every file + manifest). Baseline: rocksdb::Checkpoint alone.
+// hot_key:    per record, adding a visitor to one key's exact count_distinct holding D
+//             distinct visitors (each record a new visitor, then the cell encoded once, as a
+//             batch does). Baseline: the same at D = the smallest size. Target: D = 1M within 2x
+//             of D = 1k.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -178,6 +182,32 @@ CheckpointFigure MeasureCheckpoint(const std::string& dir, int64_t keys, int run
 }  // namespace
 }  // namespace runnel::bench
 
+namespace runnel::bench {
+namespace {
+
+// Seconds per record to fold `distinct` new visitors into one cell and encode it.
+double HotKeyPerRecord(int64_t distinct, int runs) {
+  const AggregateSpec spec{"visitors", AggregateSpec::Kind::kCountDistinct, "session_id"};
+  std::vector<std::string> values;
+  values.reserve(static_cast<size_t>(distinct));
+  for (int64_t i = 0; i < distinct; ++i) values.push_back(fmt::format("session-{}", i * 7919));
+  std::vector<double> per_record;
+  for (int r = 0; r < runs; ++r) {
+    AggRow row(1);
+    size_t encoded = 0;
+    const double s = Seconds([&] {
+      for (const std::string& v : values) Check(AddValue(spec, v, &row[0]), "add");
+      encoded = streaming::EncodeRow(row).size();
+    });
+    if (encoded < static_cast<size_t>(distinct) * 8) Check(Status::Internal("short row"), "encode");
+    per_record.push_back(s / static_cast<double>(distinct));
+  }
+  return Median(per_record);
+}
+
+}  // namespace
+}  // namespace runnel::bench
+
 int main(int argc, char** argv) {
   using namespace runnel::bench;  // NOLINT
   CLI::App app("state_bench: commit and checkpoint cost against plain RocksDB");
@@ -185,12 +215,15 @@ int main(int argc, char** argv) {
   int batches = 5;
   int64_t checkpoint_keys = 1'000'000;
   int runs = 3;
+  std::vector<int64_t> hot_key_distinct = {1000, 1000000};
   std::string dir = fs::temp_directory_path().string() + "/runnel-state-bench";
   std::string json_path;
   app.add_option("--keys", key_counts, "Changed keys per batch")->delimiter(',');
   app.add_option("--batches", batches, "Batches per size (median reported)");
   app.add_option("--checkpoint_keys", checkpoint_keys, "Keys in state for the checkpoint");
   app.add_option("--runs", runs, "Checkpoint runs (median reported)");
+  app.add_option("--hot_key_distinct", hot_key_distinct, "Distinct visitors of the hot key")
+      ->delimiter(',');
   app.add_option("--dir", dir, "Scratch directory (removed first)");
   app.add_option("--json", json_path, "Write the figures here too");
   CLI11_PARSE(app, argc, argv);
@@ -227,6 +260,18 @@ int main(int argc, char** argv) {
                                           {"runnel_seconds", c.runnel_seconds},
                                           {"baseline_seconds", c.baseline_seconds},
                                           {"verify_seconds", c.verify_seconds}};
+  fmt::print("\nhot key: per record into one exact count_distinct of D visitors (+ one encode)\n");
+  fmt::print("{:>10}  {:>12}  {:>14}\n", "D", "ns/record", "vs smallest D");
+  boost::json::array hot;
+  double smallest = 0;
+  for (int64_t d : hot_key_distinct) {
+    const double per = HotKeyPerRecord(d, runs);
+    if (smallest == 0) smallest = per;
+    fmt::print("{:>10}  {:>12.1f}  {:>13.2f}x\n", d, per * 1e9, per / smallest);
+    hot.push_back(boost::json::object{
+        {"distinct", d}, {"seconds_per_record", per}, {"ratio", per / smallest}});
+  }
+  out["hot_key"] = std::move(hot);
   fs::remove_all(dir);
   if (!json_path.empty()) {
     runnel::Status st = runnel::WriteFileAtomically(json_path, boost::json::serialize(out) + "\n");

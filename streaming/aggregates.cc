@@ -19,23 +19,6 @@ constexpr uint32_t kRowFormatVersion = 1;  // AggregateRow.format_version
 // Sparse HLL: exact hashes until this many, then 2^p registers.
 size_t SparseLimit(int precision) { return (size_t{1} << precision) / 8; }
 
-void InsertHash(uint64_t h, std::vector<uint64_t>* hashes) {
-  auto it = std::lower_bound(hashes->begin(), hashes->end(), h);
-  if (it == hashes->end() || *it != h) hashes->insert(it, h);
-}
-
-void UnionInto(const std::vector<uint64_t>& from, std::vector<uint64_t>* into) {
-  if (from.empty()) return;
-  if (from.size() <= 4) {  // one record's worth (the map-side combine): insert in place
-    for (uint64_t h : from) InsertHash(h, into);
-    return;
-  }
-  std::vector<uint64_t> merged;
-  merged.reserve(from.size() + into->size());
-  std::set_union(into->begin(), into->end(), from.begin(), from.end(), std::back_inserter(merged));
-  into->swap(merged);
-}
-
 void AddToRegisters(uint64_t h, int p, std::vector<uint8_t>* registers) {
   const uint64_t index = h >> (64 - p);
   const uint64_t rest = (h << p) | (uint64_t{1} << (p - 1));  // guard bit bounds the rank
@@ -46,9 +29,8 @@ void AddToRegisters(uint64_t h, int p, std::vector<uint8_t>* registers) {
 void Densify(int p, AggCell* cell) {
   if (!cell->registers.empty()) return;
   cell->registers.assign(size_t{1} << p, 0);
-  for (uint64_t h : cell->hashes) AddToRegisters(h, p, &cell->registers);
+  for (uint64_t h : cell->hashes.sorted()) AddToRegisters(h, p, &cell->registers);
   cell->hashes.clear();
-  cell->hashes.shrink_to_fit();
 }
 
 double HllEstimate(int p, const std::vector<uint8_t>& registers) {
@@ -89,6 +71,37 @@ void CapTopK(int top_k, ValueCounts* values) {
 
 }  // namespace
 
+void HashSet64::Normalize() const {
+  if (pending_.empty()) return;
+  std::sort(pending_.begin(), pending_.end());
+  pending_.erase(std::unique(pending_.begin(), pending_.end()), pending_.end());
+  if (sorted_.empty()) {
+    sorted_.swap(pending_);
+  } else {
+    std::vector<uint64_t> merged;
+    merged.reserve(sorted_.size() + pending_.size());
+    std::set_union(sorted_.begin(), sorted_.end(), pending_.begin(), pending_.end(),
+                   std::back_inserter(merged));
+    sorted_.swap(merged);
+  }
+  pending_.clear();
+}
+
+void HashSet64::MergeFrom(const HashSet64& other) {
+  const std::vector<uint64_t>& from = other.sorted();
+  if (from.empty()) return;
+  if (from.size() <= kMinRun) {  // a record's worth (the map-side combine): pending
+    for (uint64_t h : from) Insert(h);
+    return;
+  }
+  Normalize();
+  std::vector<uint64_t> merged;
+  merged.reserve(from.size() + sorted_.size());
+  std::set_union(sorted_.begin(), sorted_.end(), from.begin(), from.end(),
+                 std::back_inserter(merged));
+  sorted_.swap(merged);
+}
+
 std::string_view AggregateKindName(Kind kind) {
   switch (kind) {
     case Kind::kCount:
@@ -115,13 +128,14 @@ Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell
       ++cell->count;
       return Status::OK();
     case Kind::kCountDistinct:
-      InsertHash(engine::KeyHash<std::string>()(value), &cell->hashes);
+      cell->hashes.Insert(engine::KeyHash<std::string>()(value));
       return Status::OK();
     case Kind::kApproxDistinct: {
       const uint64_t h = engine::KeyHash<std::string>()(value);
       if (cell->registers.empty()) {
-        InsertHash(h, &cell->hashes);
-        if (cell->hashes.size() > SparseLimit(spec.hll_precision))
+        cell->hashes.Insert(h);
+        if (cell->hashes.size_bound() > SparseLimit(spec.hll_precision) &&
+            cell->hashes.size() > SparseLimit(spec.hll_precision))
           Densify(spec.hll_precision, cell);
       } else {
         AddToRegisters(h, spec.hll_precision, &cell->registers);
@@ -160,17 +174,17 @@ void Merge(const AggregateSpec& spec, const AggCell& from, AggCell* into) {
       into->count += from.count;
       return;
     case Kind::kCountDistinct:
-      UnionInto(from.hashes, &into->hashes);
+      into->hashes.MergeFrom(from.hashes);
       return;
     case Kind::kApproxDistinct: {
       const int p = spec.hll_precision;
       if (from.registers.empty() && into->registers.empty()) {
-        UnionInto(from.hashes, &into->hashes);
+        into->hashes.MergeFrom(from.hashes);
         if (into->hashes.size() > SparseLimit(p)) Densify(p, into);
         return;
       }
       Densify(p, into);
-      for (uint64_t h : from.hashes) AddToRegisters(h, p, &into->registers);
+      for (uint64_t h : from.hashes.sorted()) AddToRegisters(h, p, &into->registers);
       for (size_t i = 0; i < from.registers.size(); ++i) {
         into->registers[i] = std::max(into->registers[i], from.registers[i]);
       }
@@ -244,7 +258,8 @@ std::string EncodeRow(const AggRow& row) {
     c->set_count(cell.count);
     c->set_number(cell.number);
     c->set_has_number(cell.has_number);
-    c->mutable_hashes()->Add(cell.hashes.begin(), cell.hashes.end());
+    const std::vector<uint64_t>& hashes = cell.hashes.sorted();  // sorted once, when encoded
+    c->mutable_hashes()->Add(hashes.begin(), hashes.end());
     c->set_registers(cell.registers.data(), cell.registers.size());
     for (const auto& [value, count] : cell.values) {
       state::v1::ValueCount* vc = c->add_values();
@@ -271,7 +286,7 @@ Result<AggRow> DecodeRow(std::string_view bytes) {
     cell.count = c.count();
     cell.number = c.number();
     cell.has_number = c.has_number();
-    cell.hashes.assign(c.hashes().begin(), c.hashes().end());
+    cell.hashes.AssignSorted(c.hashes().begin(), c.hashes().end());
     cell.registers.assign(c.registers().begin(), c.registers().end());
     for (const state::v1::ValueCount& vc : c.values()) cell.values[vc.value()] += vc.count();
   }
