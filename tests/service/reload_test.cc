@@ -72,10 +72,10 @@ std::string ReloadOutcome(const Service& service, const std::string& name) {
 std::string Metrics(const Service& service) { return Body(Get(service.Url("/metrics"))); }
 
 // Sends SIGHUP and waits until runnel_config_reloads_total reaches `reloads`.
-void ReloadBySignal(const Service& service, int reloads) {
+void ReloadBySignal(const Service& service, int reloads, int seconds = 60) {
   kill(service.pid(), SIGHUP);
   ASSERT_TRUE(Eventually(
-      [&] { return SumOf(Metrics(service), "runnel_config_reloads_total") >= reloads; }, 60))
+      [&] { return SumOf(Metrics(service), "runnel_config_reloads_total") >= reloads; }, seconds))
       << "the reload did not end";
 }
 
@@ -288,7 +288,7 @@ TEST(ReloadTest, AReloadDuringABatchWaitsForTheBatchToCommit) {
   std::string changed = config;
   changed.replace(changed.find("batch_interval: 100ms"), 21, "batch_interval: 200ms");
   WriteText(config_path, changed);
-  ReloadBySignal(service, 1);
+  ReloadBySignal(service, 1, /*seconds=*/300);  // the batch takes a minute or more under ASan
   EXPECT_EQ(ReloadOutcome(service, "hourly_pages"), "restarted");
   const std::string log = ServiceLog(dir.path() + "/log");
   // It restarted after batch 0 committed, from batch 1 and the position after it.
