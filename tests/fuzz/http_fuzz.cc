@@ -62,6 +62,8 @@ struct Api {
                                          .ssc = ssc}};
     };
     context.token = kToken;
+    // POST /v1/reload answers what a reload did; here, always that nothing changed.
+    context.reload = [] { return sv::ReloadReport{.result = "applied", .at_ms = 1}; };
     handler = sv::MakeApiHandler(&context);
   }
 
