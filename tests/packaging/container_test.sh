@@ -171,7 +171,8 @@ stage "a container after it resumed where the first stopped (nothing read twice)
 
 # ---- The unit under systemd as PID 1: the base image plus systemd, the shared libraries the
 # image's runnel links (found by ldd in that image, so the list lives only in the Dockerfile),
-# and the unit installed as its header says. Not the runtime image itself: its VOLUME and its
+# and the unit installed as its header says, with procps (ExecReload's /bin/kill, as on any
+# standard Debian system; debootstrap's minimal base leaves it out). Not the runtime image itself: its VOLUME and its
 # static /var/lib/runnel stand where StateDirectory= and DynamicUser= make their own.
 libs=$(podman run --rm --entrypoint /bin/sh "$image" -c \
   'ldd /usr/local/bin/runnel | awk "/=> \// {print \$3}" | xargs -n1 readlink -f | xargs dpkg -S 2>/dev/null | cut -d: -f1 | sort -u' |
@@ -187,7 +188,7 @@ sed -e 's|state_dir: /var/lib/runnel/state|state_dir: /var/lib/runnel|' \
 cat > "$work/Containerfile.systemd" <<EOF
 FROM $base
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends systemd systemd-sysv dbus \\
-      curl $libs && rm -rf /var/lib/apt/lists/*
+      procps curl $libs && rm -rf /var/lib/apt/lists/*
 COPY runnel /usr/local/bin/runnel
 COPY runnel.service /etc/systemd/system/runnel.service
 COPY unit.yaml /etc/runnel/runnel.yaml
@@ -217,7 +218,7 @@ stage "systemctl stop drained, exit 0"
 in_unit systemctl start runnel
 wait_for '[ "$(prop ActiveState)" = active ]' 60 || fail "restart"
 pid=$(prop MainPID)
-in_unit /bin/sh -c "kill -STOP $pid"  # kill is a shell builtin here (no procps)
+in_unit /bin/sh -c "kill -STOP $pid"
 # SIGABRT waits while the process is stopped; systemd kills it after TimeoutAbortSec (45 s).
 wait_for '[ "$(prop MainPID)" != "$pid" ] && [ "$(prop ActiveState)" = active ]' 120 ||
   fail "the watchdog did not restart a stopped service (state $(prop ActiveState))"
@@ -225,7 +226,8 @@ in_unit journalctl -u runnel --no-pager | grep -q "Watchdog timeout" || fail "no
 stage "the watchdog killed and restarted a SIGSTOPped service (NRestarts=$(prop NRestarts))"
 
 pid=$(prop MainPID)
-in_unit systemctl reload runnel || fail "systemctl reload of a valid config failed"
+in_unit systemctl reload runnel ||
+  { in_unit journalctl -u runnel --no-pager | tail -20; fail "systemctl reload of a valid config failed"; }
 wait_for 'prop StatusText | grep -q "^reloaded (applied)"' 30 ||
   fail "no STATUS= after the reload (StatusText: $(prop StatusText))"
 in_unit sh -c 'echo "bogus_key: 1" >> /etc/runnel/runnel.yaml'
