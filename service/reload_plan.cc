@@ -74,18 +74,18 @@ const SourceConfig* SourceOf(const Config& c, const QueryConfig& q) {
 
 }  // namespace
 
-std::string_view ChangeName(QueryChange::Kind kind) {
+std::string OutcomeName(QueryChange::Kind kind) {
   switch (kind) {
     case QueryChange::Kind::kStart:
-      return "start";
+      return "started";
     case QueryChange::Kind::kStop:
-      return "stop";
+      return "stopped";
     case QueryChange::Kind::kRestart:
-      return "restart";
+      return "restarted";
     case QueryChange::Kind::kReset:
       return "reset";
     case QueryChange::Kind::kRefuse:
-      return "refuse";
+      return "refused";
   }
   return "?";
 }

@@ -69,6 +69,7 @@ struct ReloadReport {
   std::vector<std::pair<std::string, ReloadOutcome>> queries;  // each query changed
 };
 
-std::string_view ChangeName(QueryChange::Kind kind);
+// What the change did, as logged and reported: started, stopped, restarted, reset, refused.
+std::string OutcomeName(QueryChange::Kind kind);
 
 }  // namespace runnel::service

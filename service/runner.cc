@@ -497,7 +497,7 @@ class Service {
       }
       Result<std::unique_ptr<RunningQuery>> built = Launch(qc, next.sources.at(qc.source));
       if (built.ok()) {
-        outcome(name, change == changes.end() ? "restarted" : OutcomeOf(change->second.kind),
+        outcome(name, change == changes.end() ? "restarted" : OutcomeName(change->second.kind),
                 change == changes.end() ? "source settings changed" : change->second.why);
         applied.push_back(qc);
         launched[name] = std::move(built).value();
@@ -573,19 +573,6 @@ class Service {
     std::lock_guard lock(queries_mu_);
     return std::any_of(queries_.begin(), queries_.end(),
                        [&](const auto& rq) { return rq->name() == name; });
-  }
-
-  static std::string OutcomeOf(QueryChange::Kind kind) {
-    switch (kind) {
-      case QueryChange::Kind::kStart:
-        return "started";
-      case QueryChange::Kind::kReset:
-        return "reset";
-      case QueryChange::Kind::kRefuse:
-        return "refused";
-      default:
-        return "restarted";
-    }
   }
 
   // Builds, wires and starts a query; on failure nothing of it is left running.

@@ -115,14 +115,6 @@ std::map<TopicPartition, int64_t> KafkaSource::Confirmed() const {
   return confirmed_;
 }
 
-std::vector<std::string> KafkaSource::Owned() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::string> out;
-  for (const auto& [topic, partition] : owned_)
-    out.push_back(fmt::format("{}/{}", topic, partition));
-  return out;
-}
-
 std::vector<PartitionLag> KafkaSource::Lag() const {
   std::lock_guard lock(mu_);
   std::vector<PartitionLag> out;

@@ -37,7 +37,7 @@
 //
 // Thread safety: PlannedInput's (planning, abandon, confirm on the batch thread; the
 // subscription's rebalance callbacks on the batch thread of whichever query of the source
-// polls); range reads on engine workers; Lag, Owned, Trouble, HasPendingData and counters on
+// polls); range reads on engine workers; Lag, Trouble, HasPendingData and counters on
 // any thread.
 #pragma once
 
@@ -95,8 +95,6 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   const std::shared_ptr<KafkaSubscription>& subscription() const { return sub_; }
   int64_t records_lost() const override { return lost_.load(); }
   std::vector<PartitionLag> Lag() const override;
-  // The partitions this source reads now ("topic/partition").
-  std::vector<std::string> Owned() const;
 
   // KafkaSubscription::Member
   const std::string& query() const override { return query_; }
