@@ -26,7 +26,10 @@ Result<std::unique_ptr<Context>> Context::Make(ContextOptions options) {
     options.local_dir = tmpl;
     owns = true;
   }
-  RETURN_NOT_OK(MakeDirs(options.local_dir + "/blocks"));
+  // The directories of an earlier process with this local_dir (which ended, or it would
+  // hold the state directory's lock): nothing in them is of use now.
+  RETURN_NOT_OK(ResetSpillDir(options.local_dir + "/blocks"));
+  RETURN_NOT_OK(ResetSpillDir(options.local_dir + "/spill"));
   return std::unique_ptr<Context>(new Context(std::move(options), owns));
 }
 
@@ -34,8 +37,9 @@ Context::Context(ContextOptions options, bool owns_local_dir)
     : options_(std::move(options)),
       owns_local_dir_(owns_local_dir),
       pool_(std::make_unique<WorkerPool>(options_.workers)),
-      block_manager_(std::make_unique<BlockManager>(options_.memory_budget_bytes,
+      block_manager_(std::make_unique<BlockManager>(options_.memory_budget_bytes / 4,
                                                     options_.local_dir + "/blocks")),
+      shuffle_store_(options_.memory_budget_bytes / 4),
       scheduler_(this, options_.max_task_attempts) {}
 
 Context::~Context() {

@@ -6,6 +6,7 @@
 // the pool fairly. A Context must outlive every RDD made from it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -36,10 +37,14 @@ struct Split {
 struct ContextOptions {
   // Worker threads (task slots) shared by all jobs. Config: engine.workers.
   int workers = 2;
-  // Memory for persisted partitions. Config: engine.memory_budget.
+  // The engine's memory: half for running tasks' tables (an equal share per worker slot: a
+  // task's combine and merge tables spill past it), a quarter for shuffle map outputs held in
+  // memory (later ones go to spill files), a quarter for persisted partitions. The service
+  // passes engine.memory_budget less the state store's share (README, "Memory").
   int64_t memory_budget_bytes = int64_t{1} << 30;
-  // Where spilled blocks and RDD checkpoints go. Empty: a fresh directory under $TMPDIR
-  // (or /tmp), removed when the Context is destroyed.
+  // Where spill files, spilled blocks and RDD checkpoints go: spill/ and blocks/ under it are
+  // emptied at start. Empty: a fresh directory under $TMPDIR (or /tmp), removed when the
+  // Context is destroyed.
   std::string local_dir;
   // Attempts per task before its job fails.
   int max_task_attempts = 4;
@@ -86,6 +91,12 @@ class Context {
   ShuffleStore& shuffle_store() { return shuffle_store_; }
   DagScheduler& scheduler() { return scheduler_; }
   const std::string& local_dir() const { return options_.local_dir; }
+  // Anonymous spill files go here (engine/spill.h).
+  std::string spill_dir() const { return options_.local_dir + "/spill"; }
+  // What one task's tables may hold before they spill (ContextOptions::memory_budget_bytes).
+  int64_t task_memory_bytes() const {
+    return std::max<int64_t>(options_.memory_budget_bytes / (2 * options_.workers), 64 << 10);
+  }
 
   int NewRddId() { return next_rdd_id_.fetch_add(1); }
   int NewShuffleId() { return next_shuffle_id_.fetch_add(1); }

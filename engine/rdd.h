@@ -26,6 +26,15 @@
 
 namespace runnel::engine {
 
+// How CombineByKey shuffles and merges.
+struct CombineOptions {
+  int partitions = 0;  // 0: the context's default parallelism
+  bool map_side_combine = true;
+  // Each output partition in key order (the key type must be ordered), spilled or not.
+  bool key_ordered = false;
+  std::string name = "combineByKey";
+};
+
 template <typename T>
 class Rdd {
  public:
@@ -157,16 +166,25 @@ class Rdd {
   Rdd<std::pair<typename PairTraits<T>::Key, C>> CombineByKey(
       Create create, MergeValue merge_value, MergeCombiners merge_combiners, int partitions = 0,
       bool map_side_combine = true, std::string name = "combineByKey") const requires PairType<T> {
+    return CombineByKey<C>(std::move(create), std::move(merge_value), std::move(merge_combiners),
+                           CombineOptions{.partitions = partitions,
+                                          .map_side_combine = map_side_combine,
+                                          .name = std::move(name)});
+  }
+  template <typename C, typename Create, typename MergeValue, typename MergeCombiners>
+  Rdd<std::pair<typename PairTraits<T>::Key, C>> CombineByKey(
+      Create create, MergeValue merge_value, MergeCombiners merge_combiners,
+      CombineOptions options) const requires PairType<T> {
     using K = typename PairTraits<T>::Key;
     using V = typename PairTraits<T>::Value;
     using Agg = Aggregator<V, C, Create, MergeValue, MergeCombiners>;
-    const Partitioner partitioner = HashPartitioner(partitions);
+    const Partitioner partitioner = HashPartitioner(options.partitions);
     auto dep = std::make_shared<ShuffleDependency<K, V, C, Agg>>(
         node_, partitioner, HashPartitionFn<K>(partitioner.num_partitions),
         Agg{std::move(create), std::move(merge_value), std::move(merge_combiners)},
-        map_side_combine);
-    return Rdd<std::pair<K, C>>(
-        std::make_shared<ShuffledNode<K, V, C, Agg>>(std::move(dep), std::move(name)));
+        options.map_side_combine);
+    return Rdd<std::pair<K, C>>(std::make_shared<ShuffledNode<K, V, C, Agg>>(
+        std::move(dep), std::move(options.name), options.key_ordered));
   }
 
   // Merges the values of each key with an associative f(V, V) -> V, combining map-side.

@@ -10,6 +10,7 @@
 // functions are called through a const reference and must be safe to call concurrently.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <functional>
 #include <memory>
@@ -398,41 +399,59 @@ class ShuffleDependency final : public ShuffleDependencyBase {
   const std::optional<Agg>& aggregator() const { return aggregator_; }
 
   Status RunMapTask(int map_partition, TaskContext& tc) override {
-    auto output = std::make_shared<MapOutput>();
-    output->buckets.resize(static_cast<size_t>(num_reduce_partitions()));
+    MapOutputBuilder out(this, map_partition, tc);
+    // Records (or combined rows) are serialized into buckets as they come; the buckets spill
+    // as a run when they pass half the task's memory share, the combine table is flushed into
+    // them when it passes the other half (a key may then reach a reducer more than once).
+    const int64_t half_share = context_->task_memory_bytes() / 2;
     int64_t records = 0;
+    auto write = [&](const K& k, const auto& x) {
+      std::string& bucket = out.bucket(partition_fn_(k));
+      const size_t before = bucket.size();
+      Serde<K>::Write(k, &bucket);
+      Serde<std::decay_t<decltype(x)>>::Write(x, &bucket);
+      out.Added(bucket.size() - before);
+      ++records;
+    };
+    Status spilled;
     if (map_side_combine()) {
       const Agg& agg = *aggregator_;
       HashMap<K, C> combined;
+      int64_t table_bytes = 0;
+      auto flush = [&] {
+        for (const auto& [k, c] : combined) write(k, c);
+        combined.clear();
+        table_bytes = 0;
+        return out.SpillIfOver(half_share);
+      };
       RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
         auto it = combined.find(kv.first);
         if (it == combined.end()) {
-          combined.emplace(std::move(kv.first), agg.create(std::move(kv.second)));
+          const int64_t key_bytes = static_cast<int64_t>(Serde<K>::MemorySize(kv.first));
+          it = combined.emplace(std::move(kv.first), agg.create(std::move(kv.second))).first;
+          table_bytes += key_bytes + static_cast<int64_t>(Serde<C>::MemorySize(it->second) +
+                                                          sizeof(std::pair<K, C>));
         } else {
+          const size_t before = Serde<C>::MemorySize(it->second);
           it->second = agg.merge_value(std::move(it->second), std::move(kv.second));
+          table_bytes +=
+              static_cast<int64_t>(Serde<C>::MemorySize(it->second)) - static_cast<int64_t>(before);
         }
-        return true;
+        if (table_bytes > half_share) spilled = flush();
+        return spilled.ok();
       }));
-      for (const auto& [k, c] : combined) {
-        std::string& bucket = output->buckets[static_cast<size_t>(partition_fn_(k))];
-        Serde<K>::Write(k, &bucket);
-        Serde<C>::Write(c, &bucket);
-      }
-      records = static_cast<int64_t>(combined.size());
+      RETURN_NOT_OK(spilled);
+      for (const auto& [k, c] : combined) write(k, c);
     } else {
       RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
-        std::string& bucket = output->buckets[static_cast<size_t>(partition_fn_(kv.first))];
-        Serde<K>::Write(kv.first, &bucket);
-        Serde<V>::Write(kv.second, &bucket);
-        ++records;
-        return true;
+        write(kv.first, kv.second);
+        spilled = out.SpillIfOver(half_share);
+        return spilled.ok();
       }));
+      RETURN_NOT_OK(spilled);
     }
-    for (const std::string& b : output->buckets) output->bytes += static_cast<int64_t>(b.size());
     tc.metrics().records_out += records;
-    tc.metrics().shuffle_write_bytes += output->bytes;
-    context_->shuffle_store().Put(shuffle_id(), map_partition, std::move(output));
-    return Status::OK();
+    return out.Finish();
   }
 
  private:
@@ -443,18 +462,28 @@ class ShuffleDependency final : public ShuffleDependencyBase {
 
 // The reduce side of a shuffle: bucket p of every map output, merged by key when the
 // shuffle has an aggregator, streamed through as they are otherwise.
+//
+// The merge table spills when it passes the task's memory share (Context::task_memory_bytes):
+// its rows are sorted by key and written as a run to a spill file, and the runs and the
+// table's remainder are merged back in key order at the end. Only ordered keys spill (a key
+// type without operator< keeps its table in memory). With `key_ordered` every partition's
+// output is in key order, spilled or not.
 template <typename K, typename V, typename C, typename Agg>
 class ShuffledNode final : public RddNode<std::pair<K, C>> {
  public:
-  ShuffledNode(std::shared_ptr<ShuffleDependency<K, V, C, Agg>> dep, std::string name)
+  ShuffledNode(std::shared_ptr<ShuffleDependency<K, V, C, Agg>> dep, std::string name,
+               bool key_ordered = false)
       : RddNode<std::pair<K, C>>(
             &dep->parent()->context(), std::move(name), dep->num_reduce_partitions(),
             {Dependency{Dependency::Kind::kShuffle, dep->parent(), dep}}, dep->partitioner()),
-        dep_(std::move(dep)) {}
+        dep_(std::move(dep)),
+        key_ordered_(key_ordered) {}
 
   const std::shared_ptr<ShuffleDependency<K, V, C, Agg>>& shuffle() const { return dep_; }
 
  protected:
+  static constexpr bool kCanSpill = std::totally_ordered<K>;
+
   Status Compute(int p, TaskContext& tc, Emit<std::pair<K, C>> emit) override {
     if (!dep_->aggregator()) {
       return ForEachRecord<V>(p, tc, [&](K&& k, V&& v) {
@@ -466,30 +495,59 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
       });
     }
     const Agg& agg = *dep_->aggregator();
+    const int64_t share = this->context().task_memory_bytes();
     HashMap<K, C> merged;
+    int64_t table_bytes = 0;
+    Runs runs;
+    Status spilled;
+    auto add = [&](K&& k, auto&& x, auto&& make, auto&& fold) {
+      auto it = merged.find(k);
+      if (it == merged.end()) {
+        const int64_t key_bytes = static_cast<int64_t>(Serde<K>::MemorySize(k));
+        it = merged.emplace(std::move(k), make(std::move(x))).first;
+        table_bytes += key_bytes + static_cast<int64_t>(Serde<C>::MemorySize(it->second) +
+                                                        sizeof(std::pair<K, C>));
+      } else {
+        const size_t before = Serde<C>::MemorySize(it->second);
+        it->second = fold(std::move(it->second), std::move(x));
+        table_bytes +=
+            static_cast<int64_t>(Serde<C>::MemorySize(it->second)) - static_cast<int64_t>(before);
+      }
+      if constexpr (kCanSpill) {
+        if (table_bytes > share) {
+          spilled = SpillRun(&merged, &runs, tc);
+          table_bytes = 0;
+        }
+      }
+      return spilled.ok();
+    };
+    auto keep = [](C&& c) { return std::move(c); };
+    auto create = [&agg](V&& v) { return agg.create(std::move(v)); };
     Status st;
     if (dep_->map_side_combine()) {
       st = ForEachRecord<C>(p, tc, [&](K&& k, C&& c) {
-        auto it = merged.find(k);
-        if (it == merged.end()) {
-          merged.emplace(std::move(k), std::move(c));
-        } else {
-          it->second = agg.merge_combiners(std::move(it->second), std::move(c));
-        }
-        return true;
+        return add(std::move(k), std::move(c), keep, [&agg](C&& a, C&& b) {
+          return agg.merge_combiners(std::move(a), std::move(b));
+        });
       });
     } else {
       st = ForEachRecord<V>(p, tc, [&](K&& k, V&& v) {
-        auto it = merged.find(k);
-        if (it == merged.end()) {
-          merged.emplace(std::move(k), agg.create(std::move(v)));
-        } else {
-          it->second = agg.merge_value(std::move(it->second), std::move(v));
-        }
-        return true;
+        return add(std::move(k), std::move(v), create,
+                   [&agg](C&& a, V&& b) { return agg.merge_value(std::move(a), std::move(b)); });
       });
     }
     RETURN_NOT_OK(st);
+    RETURN_NOT_OK(spilled);
+    if constexpr (kCanSpill) {
+      if (!runs.spans.empty()) return MergeRuns(std::move(merged), runs, agg, emit);
+      if (key_ordered_) {
+        std::vector<std::pair<K, C>> rows = Drain(&merged);
+        for (auto& row : rows) {
+          if (!emit(std::move(row))) break;
+        }
+        return Status::OK();
+      }
+    }
     for (auto& [k, c] : merged) {
       if (!emit(std::pair<K, C>(k, std::move(c)))) break;
     }
@@ -497,6 +555,111 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
   }
 
  private:
+  // Sorted runs of (K, C) in one spill file.
+  struct Runs {
+    std::shared_ptr<SpillFile> file;
+    std::vector<std::pair<int64_t, int64_t>> spans;  // (offset, length) per run
+  };
+
+  // The table's rows sorted by key; the table is left empty.
+  static std::vector<std::pair<K, C>> Drain(HashMap<K, C>* table) {
+    std::vector<std::pair<K, C>> rows;
+    rows.reserve(table->size());
+    // The keys move out too: the table is destroyed right after, never probed again.
+    for (auto& [k, c] : *table) rows.emplace_back(std::move(const_cast<K&>(k)), std::move(c));
+    HashMap<K, C>().swap(*table);
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    return rows;
+  }
+
+  Status SpillRun(HashMap<K, C>* table, Runs* runs, TaskContext& tc) {
+    if (!runs->file) {
+      ASSIGN_OR_RETURN(runs->file,
+                       SpillFile::Create(this->context().spill_dir(),
+                                         fmt::format("stage {} ({}): merge of partition {}",
+                                                     tc.stage_id(), this->name(), tc.partition())));
+    }
+    const int64_t begin = runs->file->size();
+    std::string buffer;
+    for (const auto& [k, c] : Drain(table)) {
+      Serde<K>::Write(k, &buffer);
+      Serde<C>::Write(c, &buffer);
+      if (buffer.size() >= (size_t{256} << 10)) {
+        RETURN_NOT_OK(runs->file->Append(buffer));
+        buffer.clear();
+      }
+    }
+    RETURN_NOT_OK(runs->file->Append(buffer));
+    RETURN_NOT_OK(runs->file->Finish());
+    runs->spans.emplace_back(begin, runs->file->size() - begin);
+    tc.metrics().spill_bytes += runs->file->size() - begin;
+    return Status::OK();
+  }
+
+  // Merges the sorted runs and the table's remainder in key order into `emit`.
+  Status MergeRuns(HashMap<K, C> rest, const Runs& runs, const Agg& agg,
+                   Emit<std::pair<K, C>> emit) {
+    std::vector<std::pair<K, C>> tail = Drain(&rest);
+    // Cursor i < runs: a run; cursor `runs`: the table's remainder.
+    struct Cursor {
+      std::optional<SpillReader> reader;
+      size_t next = 0;  // in `tail`
+      std::pair<K, C> row;
+    };
+    const size_t n = runs.spans.size();
+    const size_t chunk =
+        std::clamp<size_t>(static_cast<size_t>(this->context().task_memory_bytes()) / (2 * (n + 1)),
+                           16 << 10, 256 << 10);
+    std::vector<Cursor> cursors(n + 1);
+    auto advance = [&](size_t i) -> Result<bool> {
+      Cursor& c = cursors[i];
+      if (!c.reader) {
+        if (c.next == tail.size()) return false;
+        c.row = std::move(tail[c.next++]);
+        return true;
+      }
+      return c.reader->Next([&](std::string_view* in) {
+        c.row = {};
+        return Serde<K>::Read(in, &c.row.first) && Serde<C>::Read(in, &c.row.second);
+      });
+    };
+    auto later = [&](size_t a, size_t b) { return cursors[b].row.first < cursors[a].row.first; };
+    std::vector<size_t> heap;
+    for (size_t i = 0; i <= n; ++i) {
+      if (i < n)
+        cursors[i].reader.emplace(runs.file, runs.spans[i].first, runs.spans[i].second, chunk);
+      ASSIGN_OR_RETURN(bool has, advance(i));
+      if (has) heap.push_back(i);
+    }
+    std::make_heap(heap.begin(), heap.end(), later);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      const size_t first = heap.back();
+      std::pair<K, C> row = std::move(cursors[first].row);
+      ASSIGN_OR_RETURN(bool has, advance(first));
+      if (has) {
+        std::push_heap(heap.begin(), heap.end(), later);
+      } else {
+        heap.pop_back();
+      }
+      // Every other cursor at the same key folds into this row.
+      while (!heap.empty() && !(row.first < cursors[heap.front()].row.first)) {
+        std::pop_heap(heap.begin(), heap.end(), later);
+        const size_t i = heap.back();
+        row.second = agg.merge_combiners(std::move(row.second), std::move(cursors[i].row.second));
+        ASSIGN_OR_RETURN(bool more, advance(i));
+        if (more) {
+          std::push_heap(heap.begin(), heap.end(), later);
+        } else {
+          heap.pop_back();
+        }
+      }
+      if (!emit(std::move(row))) break;
+    }
+    return Status::OK();
+  }
+
   // Parses bucket p of every map output as (K, X) records and calls fn(k, x) on each until
   // it returns false. A missing map output is a fetch failure.
   template <typename X, typename Fn>
@@ -506,23 +669,47 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
     for (int m = 0; m < maps; ++m) {
       std::shared_ptr<const MapOutput> output = store.Get(dep_->shuffle_id(), m);
       if (!output) return FetchFailure(tc, dep_->shuffle_id(), m);
-      std::string_view bytes = output->buckets[static_cast<size_t>(p)];
-      tc.metrics().shuffle_read_bytes += static_cast<int64_t>(bytes.size());
-      while (!bytes.empty()) {
-        K k{};
-        X x{};
-        if (!Serde<K>::Read(&bytes, &k) || !Serde<X>::Read(&bytes, &x)) {
-          return Status::Corruption(
-              fmt::format("shuffle {} map output {} is malformed", dep_->shuffle_id(), m));
+      auto malformed = [&] {
+        return Status::Corruption(
+            fmt::format("shuffle {} map output {} is malformed", dep_->shuffle_id(), m));
+      };
+      if (!output->file) {
+        std::string_view bytes = output->buckets[static_cast<size_t>(p)];
+        tc.metrics().shuffle_read_bytes += static_cast<int64_t>(bytes.size());
+        while (!bytes.empty()) {
+          K k{};
+          X x{};
+          if (!Serde<K>::Read(&bytes, &k) || !Serde<X>::Read(&bytes, &x)) return malformed();
+          ++tc.metrics().records_in;
+          if (!fn(std::move(k), std::move(x))) return Status::OK();
         }
-        ++tc.metrics().records_in;
-        if (!fn(std::move(k), std::move(x))) return Status::OK();
+        continue;
+      }
+      for (const auto& run : output->runs) {
+        const auto [offset, length] = run[static_cast<size_t>(p)];
+        tc.metrics().shuffle_read_bytes += length;
+        SpillReader reader(output->file, offset, length);
+        for (;;) {
+          K k{};
+          X x{};
+          Result<bool> got = reader.Next([&](std::string_view* in) {
+            k = K{};
+            x = X{};
+            return Serde<K>::Read(in, &k) && Serde<X>::Read(in, &x);
+          });
+          if (!got.ok())
+            return got.status().WithContext(fmt::format("shuffle {}", dep_->shuffle_id()));
+          if (!*got) break;
+          ++tc.metrics().records_in;
+          if (!fn(std::move(k), std::move(x))) return Status::OK();
+        }
       }
     }
     return Status::OK();
   }
 
   const std::shared_ptr<ShuffleDependency<K, V, C, Agg>> dep_;
+  const bool key_ordered_;
 };
 
 // Groups two co-partitioned pair RDDs by key: partition p of each parent holds the same keys.

@@ -43,6 +43,7 @@ void AddTaskMetrics(TaskMetrics* total, const TaskMetrics& m) {
   total->records_out += m.records_out;
   total->shuffle_read_bytes += m.shuffle_read_bytes;
   total->shuffle_write_bytes += m.shuffle_write_bytes;
+  total->spill_bytes += m.spill_bytes;
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 
 #include "engine/context.h"
 
+#include <fmt/format.h>
+
+#include "engine/task_context.h"
+
 namespace runnel::engine {
 
 void ShuffleStore::Put(int shuffle_id, int map_partition, std::shared_ptr<const MapOutput> output) {
@@ -34,6 +38,17 @@ void ShuffleStore::RemoveShuffle(int shuffle_id) {
   outputs_.erase(outputs_.lower_bound({shuffle_id, 0}), outputs_.lower_bound({shuffle_id + 1, 0}));
 }
 
+bool ShuffleStore::FitsInMemory(int64_t bytes) { return memory_bytes() + bytes <= memory_limit_; }
+
+int64_t ShuffleStore::memory_bytes() {
+  std::lock_guard lock(mu_);
+  int64_t total = 0;
+  for (const auto& [key, out] : outputs_) {
+    if (!out->file) total += out->bytes;
+  }
+  return total;
+}
+
 int64_t ShuffleStore::total_bytes() {
   std::lock_guard lock(mu_);
   int64_t total = 0;
@@ -51,6 +66,45 @@ ShuffleDependencyBase::ShuffleDependencyBase(Context* context, std::shared_ptr<R
 
 ShuffleDependencyBase::~ShuffleDependencyBase() {
   context_->shuffle_store().RemoveShuffle(shuffle_id_);
+}
+
+MapOutputBuilder::MapOutputBuilder(ShuffleDependencyBase* dep, int map_partition, TaskContext& tc)
+    : dep_(dep), map_partition_(map_partition), tc_(tc), output_(std::make_shared<MapOutput>()) {
+  output_->buckets.resize(static_cast<size_t>(dep->num_reduce_partitions()));
+}
+
+Status MapOutputBuilder::SpillRun() {
+  if (!file_) {
+    ASSIGN_OR_RETURN(
+        file_, SpillFile::Create(dep_->context().spill_dir(),
+                                 fmt::format("stage {}: shuffle {} map output {}", tc_.stage_id(),
+                                             dep_->shuffle_id(), map_partition_)));
+  }
+  auto& run = output_->runs.emplace_back();
+  for (std::string& b : output_->buckets) {
+    run.emplace_back(file_->size(), static_cast<int64_t>(b.size()));
+    RETURN_NOT_OK(file_->Append(b));
+    std::string().swap(b);
+  }
+  tc_.metrics().spill_bytes += buffered_;
+  buffered_ = 0;
+  return Status::OK();
+}
+
+Status MapOutputBuilder::Finish() {
+  ShuffleStore& store = dep_->context().shuffle_store();
+  if (file_ || !store.FitsInMemory(buffered_)) {
+    RETURN_NOT_OK(SpillRun());
+    RETURN_NOT_OK(file_->Finish());
+    output_->file = file_;
+    output_->bytes = file_->size();
+    output_->buckets.clear();
+  } else {
+    output_->bytes = buffered_;
+  }
+  tc_.metrics().shuffle_write_bytes += output_->bytes;
+  store.Put(dep_->shuffle_id(), map_partition_, std::move(output_));
+  return Status::OK();
 }
 
 }  // namespace runnel::engine

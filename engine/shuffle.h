@@ -18,11 +18,13 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/spill.h"
 
 namespace runnel::engine {
 
 class Context;
 class RddNodeBase;
+class ShuffleDependencyBase;
 class TaskContext;
 
 // Identifies how a shuffle places keys: two RDDs with equal partitioners are co-partitioned,
@@ -35,13 +37,22 @@ struct Partitioner {
   bool operator==(const Partitioner&) const = default;
 };
 
+// One map task's output. In memory, one bucket per reduce partition; spilled (it passed the
+// task's memory share, or the store's memory share was full), runs of buckets in a spill file:
+// runs[r][p] is the (offset, length) of bucket p in run r. Records are (K, X) pairs in Serde.
 struct MapOutput {
-  std::vector<std::string> buckets;  // one per reduce partition
+  std::vector<std::string> buckets;
+  std::shared_ptr<const SpillFile> file;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> runs;
   int64_t bytes = 0;
 };
 
 class ShuffleStore {
  public:
+  // Map outputs held in memory may take up to `memory_bytes` together; later ones spill.
+  explicit ShuffleStore(int64_t memory_bytes) : memory_limit_(memory_bytes) {}
+  // Whether `bytes` more fit in memory now.
+  bool FitsInMemory(int64_t bytes);
   void Put(int shuffle_id, int map_partition, std::shared_ptr<const MapOutput> output);
   // nullptr when that map output does not exist (never computed, or lost).
   std::shared_ptr<const MapOutput> Get(int shuffle_id, int map_partition);
@@ -51,8 +62,10 @@ class ShuffleStore {
   void Remove(int shuffle_id, int map_partition);
   void RemoveShuffle(int shuffle_id);
   int64_t total_bytes();
+  int64_t memory_bytes();
 
  private:
+  const int64_t memory_limit_;
   std::mutex mu_;
   std::map<std::pair<int, int>, std::shared_ptr<const MapOutput>> outputs_;  // guarded by mu_
 };
@@ -74,6 +87,8 @@ class ShuffleDependencyBase {
   // Computes map partition `map_partition` of the parent and stores its buckets.
   virtual Status RunMapTask(int map_partition, TaskContext& tc) = 0;
 
+  Context& context() const { return *context_; }
+
   // Held by the scheduler while it computes missing map outputs, so two concurrent jobs
   // needing the same shuffle compute it once.
   std::mutex& compute_mutex() { return compute_mu_; }
@@ -87,6 +102,29 @@ class ShuffleDependencyBase {
   const Partitioner partitioner_;
   const bool map_side_combine_;
   std::mutex compute_mu_;
+};
+
+// Builds one map task's output (ShuffleDependency::RunMapTask): the caller serializes records
+// into bucket(p) and reports the bytes with Added; SpillIfOver writes the buckets as a run to
+// a spill file when they pass a limit; Finish hands the output to the store.
+class MapOutputBuilder {
+ public:
+  MapOutputBuilder(ShuffleDependencyBase* dep, int map_partition, TaskContext& tc);
+  std::string& bucket(int p) { return output_->buckets[static_cast<size_t>(p)]; }
+  void Added(size_t bytes) { buffered_ += static_cast<int64_t>(bytes); }
+  Status SpillIfOver(int64_t limit) { return buffered_ > limit ? SpillRun() : Status::OK(); }
+  // In memory when nothing spilled and the store has room; spilled otherwise.
+  Status Finish();
+
+ private:
+  Status SpillRun();
+
+  ShuffleDependencyBase* const dep_;
+  const int map_partition_;
+  TaskContext& tc_;
+  std::shared_ptr<MapOutput> output_;
+  std::shared_ptr<SpillFile> file_;
+  int64_t buffered_ = 0;
 };
 
 }  // namespace runnel::engine

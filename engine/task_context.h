@@ -29,6 +29,7 @@ struct TaskMetrics {
   int64_t records_out = 0;          // records the stage's last RDD produced
   int64_t shuffle_read_bytes = 0;   // bytes fetched from shuffle outputs
   int64_t shuffle_write_bytes = 0;  // bytes written as shuffle output
+  int64_t spill_bytes = 0;          // bytes written to spill files (engine/spill.h)
 };
 
 class TaskContext {

@@ -310,6 +310,24 @@ class Validator {
     Size(n, "write_buffer", &c->state_write_buffer_bytes);
   }
 
+  // The state store's share must leave the engine at least half of engine.memory_budget.
+  void MemoryShares(const YAML::Node& root, const Config& c) {
+    const YAML::Node state = root["state"];
+    const YAML::Node at = state && state["block_cache"] ? state["block_cache"] : root;
+    if (StateCacheBytes(c) > c.memory_budget_bytes / 2) {
+      Error(at, fmt::format("state.block_cache ({} MiB) is more than half of engine.memory_budget "
+                            "({} MiB), which it is a share of (it holds the memtables too); "
+                            "lower it or raise the budget",
+                            StateCacheBytes(c) >> 20, c.memory_budget_bytes >> 20));
+    }
+    if (StateWriteBufferBytes(c) > StateCacheBytes(c)) {
+      Error(state && state["write_buffer"] ? state["write_buffer"] : root,
+            fmt::format("state.write_buffer ({} MiB) is more than state.block_cache ({} MiB), "
+                        "which the memtables are charged to",
+                        StateWriteBufferBytes(c) >> 20, StateCacheBytes(c) >> 20));
+    }
+  }
+
   void Source(const std::string& name, const YAML::Node& n, Config* c) {
     SourceConfig s;
     s.name = name;
@@ -740,6 +758,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path,
     if (root["engine"]) v.Engine(root["engine"], &c);
     if (root["checkpoint"]) v.Checkpoint(root["checkpoint"], &c);
     if (root["state"]) v.State(root["state"], &c);
+    v.MemoryShares(root, c);
     if (const YAML::Node sources = root["sources"]; sources && sources.IsMap()) {
       for (auto it = sources.begin(); it != sources.end(); ++it) {
         const std::string name = it->first.as<std::string>();

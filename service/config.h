@@ -93,8 +93,9 @@ struct Config {
   int checkpoint_keep = 3;
   // state
   int64_t state_retention_ms = 48LL * 3600 * 1000;
-  int64_t state_block_cache_bytes = 256 << 20;
-  int64_t state_write_buffer_bytes = 128 << 20;
+  // Shares of memory_budget; 0: derived (see StateCacheBytes, StateWriteBufferBytes).
+  int64_t state_block_cache_bytes = 0;
+  int64_t state_write_buffer_bytes = 0;
 
   std::map<std::string, SourceConfig> sources;
   std::vector<QueryConfig> queries;
@@ -110,5 +111,19 @@ Result<Config> ParseConfig(const std::string& text, const std::string& path,
 std::optional<int64_t> ParseDuration(std::string_view text);
 // "1GiB", "512MiB", "64KiB", "100MB", "4096" -> bytes.
 std::optional<int64_t> ParseSize(std::string_view text);
+
+// How engine.memory_budget is split (README, "Memory"): the state store's share is its block
+// cache, which holds the memtables too (charged to it, up to the write buffer) and the index and
+// filter blocks; the engine gets the rest. Defaults: a quarter of the budget for the cache, half
+// the cache for memtables.
+inline int64_t StateCacheBytes(const Config& c) {
+  return c.state_block_cache_bytes > 0 ? c.state_block_cache_bytes : c.memory_budget_bytes / 4;
+}
+inline int64_t StateWriteBufferBytes(const Config& c) {
+  return c.state_write_buffer_bytes > 0 ? c.state_write_buffer_bytes : StateCacheBytes(c) / 2;
+}
+inline int64_t EngineMemoryBytes(const Config& c) {
+  return c.memory_budget_bytes - StateCacheBytes(c);
+}
 
 }  // namespace runnel::service

@@ -81,9 +81,11 @@ class Service {
       }
       return ExitCodeFor(phase, st);
     };
-    if (Status st = Start(); !st.ok()) return failed("engine", st);
     phase = RunPhase::kLock;
     if (Status st = Lock(); !st.ok()) return failed("state", st);
+    // After the lock: the engine empties its spill directory under state_dir.
+    phase = RunPhase::kStart;
+    if (Status st = Start(); !st.ok()) return failed("engine", st);
     phase = RunPhase::kOpen;
     if (Status st = Open(); !st.ok()) return failed("state", st);
     phase = RunPhase::kServe;
@@ -107,7 +109,8 @@ class Service {
   Status Start() {
     ASSIGN_OR_RETURN(engine_,
                      engine::Context::Make({.workers = config_.workers,
-                                            .memory_budget_bytes = config_.memory_budget_bytes}));
+                                            .memory_budget_bytes = EngineMemoryBytes(config_),
+                                            .local_dir = config_.state_dir + "/engine"}));
     return Status::OK();
   }
 
@@ -123,8 +126,8 @@ class Service {
         std::getenv("RUNNEL_DISK_FAULT_FILE");  // NOLINT(concurrency-mt-unsafe)
     ASSIGN_OR_RETURN(store_,
                      checkpoint::OpenState(config_.state_dir,
-                                           {.block_cache_bytes = config_.state_block_cache_bytes,
-                                            .write_buffer_bytes = config_.state_write_buffer_bytes,
+                                           {.block_cache_bytes = StateCacheBytes(config_),
+                                            .write_buffer_bytes = StateWriteBufferBytes(config_),
                                             .disk_fault_file = disk_fault ? disk_fault : ""}));
     // Listed after OpenState, so a database it set aside just now is logged and counted too.
     const std::vector<std::string> broken = checkpoint::BrokenStates(config_.state_dir);

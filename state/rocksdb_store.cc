@@ -159,8 +159,11 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
   // No background auto-resume after a write error: the store itself reopens the database
   // (Recover), and RocksDB's resume thread racing that reopen can block Close.
   db_options.max_bgerror_resume_count = 0;
+  // One share of memory for all of RocksDB: memtables are charged to the block cache (up to
+  // write_buffer_bytes), and so are index and filter blocks.
+  auto cache = rocksdb::NewLRUCache(static_cast<size_t>(options.block_cache_bytes));
   db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
-      static_cast<size_t>(options.write_buffer_bytes));
+      static_cast<size_t>(options.write_buffer_bytes), cache);
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   db_options.keep_log_file_num = 3;
   auto statistics = rocksdb::CreateDBStatistics();
@@ -176,7 +179,9 @@ Result<std::unique_ptr<RocksDbStateStore>> RocksDbStateStore::Open(RocksDbOption
   auto retention = std::make_shared<RetentionFilterFactory>();
   rocksdb::ColumnFamilyOptions cf_options;
   rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(static_cast<size_t>(options.block_cache_bytes));
+  table.block_cache = cache;
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf_options.compaction_filter_factory = retention;
 

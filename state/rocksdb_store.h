@@ -6,7 +6,7 @@
 // Commit writes the batch's puts and deletes, its positions and its id in ONE WriteBatch with
 // the WAL on (and synced unless `sync_commits` is off): that write is the commit point, so
 // after a crash (kill -9 included) a namespace holds every change of a batch or none.
-// All column families share one block cache and one write-buffer budget.
+// All column families share one block cache, which the memtables are charged to.
 //
 // Retention: a commit's `expire_before_ms` becomes its family's cutoff; a compaction filter
 // drops keys whose trailing 8-byte time is before it (readers skip them until then).
@@ -30,9 +30,11 @@
 namespace runnel::state {
 
 struct RocksDbOptions {
-  std::string path;                        // the database directory
-  int64_t block_cache_bytes = 256 << 20;   // shared by all queries
-  int64_t write_buffer_bytes = 128 << 20;  // total memtable budget, shared by all queries
+  std::string path;  // the database directory
+  // All of RocksDB's memory, shared by all queries: data blocks, index and filter blocks, and
+  // the memtables, which are charged to it up to write_buffer_bytes.
+  int64_t block_cache_bytes = 256 << 20;
+  int64_t write_buffer_bytes = 128 << 20;  // total memtable budget, within block_cache_bytes
   bool sync_commits = true;                // fsync the WAL at each commit (power-loss safety)
   // Tests only: fail writes while this file exists (state/fault_fs.h; RUNNEL_DISK_FAULT_FILE).
   std::string disk_fault_file;

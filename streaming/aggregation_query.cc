@@ -249,7 +249,11 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
                             MergeRow(opts->aggregates, b, &a);
                             return a;
                           },
-                          opts->shuffle_partitions, /*map_side_combine=*/true, "aggregate");
+                          // In key order: each partition's merge spills sorted runs past
+                          // its memory share and merges them back in order.
+                          engine::CombineOptions{.partitions = opts->shuffle_partitions,
+                                                 .key_ordered = true,
+                                                 .name = "aggregate"});
   Scan scan;
   ASSIGN_OR_RETURN(scan.changed, partials.Collect());
   info->progress.lineage = partials.DebugString();

@@ -54,7 +54,7 @@ TEST(PersistTest, LostBlockIsRecomputedFromLineage) {
 
 TEST(PersistTest, SmallBudgetEvictsLeastRecentlyUsed) {
   // Room for about two of the four partitions.
-  auto ctx = MakeContext(2, 150 * 1000);
+  auto ctx = MakeContext(2, 4 * 150 * 1000);  // persisted blocks get a quarter
   auto c = MakeCounted(*ctx, 4);
   c.rdd.Persist(StorageLevel::kMemoryOnly);
   ASSERT_TRUE(c.rdd.Count().ok());
@@ -67,7 +67,7 @@ TEST(PersistTest, SmallBudgetEvictsLeastRecentlyUsed) {
 }
 
 TEST(PersistTest, LowerPriorityIsEvictedFirst) {
-  auto ctx = MakeContext(1, 150 * 1000);
+  auto ctx = MakeContext(1, 4 * 150 * 1000);  // persisted blocks get a quarter
   auto keep = MakeCounted(*ctx, 1);
   auto drop = MakeCounted(*ctx, 1);
   keep.rdd.Persist(StorageLevel::kMemoryOnly, /*priority=*/10);
@@ -83,7 +83,7 @@ TEST(PersistTest, LowerPriorityIsEvictedFirst) {
 }
 
 TEST(PersistTest, MemoryAndDiskSpillsInsteadOfDropping) {
-  auto ctx = MakeContext(2, 150 * 1000);
+  auto ctx = MakeContext(2, 4 * 150 * 1000);  // persisted blocks get a quarter
   auto c = MakeCounted(*ctx, 4);
   c.rdd.Persist(StorageLevel::kMemoryAndDisk);
   const auto expected = Must(c.rdd.Collect());

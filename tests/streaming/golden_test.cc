@@ -60,10 +60,12 @@ struct RunResult {
   std::map<std::string, boost::json::value> latest_output;  // the sink's latest record per _id
   QueryCounters counters;
   std::vector<BatchProgress> progress;
+  int64_t spill_bytes = 0;  // over every stage of every batch
 };
 
-RunResult RunGolden(const std::string& input, AggregationOptions options, size_t batch_size) {
-  auto engine = engine::Context::Make({.workers = 2}).value();
+RunResult RunGolden(const std::string& input, AggregationOptions options, size_t batch_size,
+                    int64_t memory_budget = int64_t{1} << 30) {
+  auto engine = engine::Context::Make({.workers = 2, .memory_budget_bytes = memory_budget}).value();
   InMemoryStateStore store;
   auto query = AggregationQuery::Make(std::move(options), &store).value();
   ManualClock clock(TimePoint(Millis(1'700'000'000'000)));
@@ -90,6 +92,10 @@ RunResult RunGolden(const std::string& input, AggregationOptions options, size_t
   result.state_records = query->ReadRecords().value();
   result.counters = query->counters();
   result.progress = ssc.RecentProgress();
+  for (const engine::JobMetrics& job : engine->RecentJobs()) {
+    for (const engine::StageMetrics& stage : job.stages)
+      result.spill_bytes += stage.totals.spill_bytes;
+  }
   return result;
 }
 
@@ -123,6 +129,17 @@ TEST(GoldenTest, CleanDataReproducesThePeersAggregates) {
   ASSERT_EQ(r.progress.size(), 20u);
   EXPECT_EQ(r.progress.back().batch_id, BatchId(19));
   EXPECT_EQ(r.progress.back().records_in, 1000);
+}
+
+TEST(GoldenTest, ABatchPastItsMemoryShareSpillsAndIsExact) {
+  // One batch of all 20,000 events; 256 KiB leaves each task 64 KiB, less than the batch's
+  // 480 rows with their visitor sets, so combine and merge tables spill.
+  RunResult r = RunGolden(GoldenDir() + "/clicks-clean.jsonl", HourlyPages(), 20000, 256 << 10);
+  EXPECT_GT(r.spill_bytes, 0);
+  const auto want = ById(ReadLines(GoldenDir() + "/expected-clean.jsonl"));
+  ExpectSameAggregates(ById(r.state_records), want);
+  ExpectSameAggregates(r.latest_output, want);
+  EXPECT_EQ(r.counters.records, 20000);
 }
 
 TEST(GoldenTest, DirtyDataCountsInvalidAndLateAndReproducesTheRest) {
