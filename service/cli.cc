@@ -38,6 +38,7 @@ struct CliOptions {
   int64_t events = 0;
   uint64_t seed = 1;
   int customers = 1;
+  int64_t urls = 0;
   int64_t disorder_seconds = -1;
   double late_fraction = 0;
   double malformed_fraction = 0;
@@ -98,6 +99,7 @@ int Gen(const CliOptions& opts) {
   sources::GeneratorOptions gen{.events = opts.events,
                                 .seed = opts.seed,
                                 .customers = opts.customers,
+                                .urls = opts.urls,
                                 .ordered_disorder_seconds = opts.disorder_seconds,
                                 .late_fraction = opts.late_fraction,
                                 .malformed_fraction = opts.malformed_fraction,
@@ -179,6 +181,9 @@ int RunCli(int argc, char** argv) {
                   "With --bootstrap: events per second (0: as fast as possible)");
   gen->add_option("--customers", opts.customers, "Customers: a.com, c1.example, ...")
       ->check(CLI::Range(1, 1000));
+  gen->add_option("--urls", opts.urls,
+                  "Distinct urls per customer (default: the cube root of --events)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   gen->add_option(
       "--disorder", opts.disorder_seconds,
       "Time-ordered events, each up to this many seconds early (default: random order)");

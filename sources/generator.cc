@@ -22,9 +22,11 @@ constexpr const char* kReferrers[] = {"http://google.com/", "http://bing.com/",
 Generator::Generator(GeneratorOptions options)
     : options_(options),
       rng_(options.seed),
-      url_count_(std::max<int64_t>(
-          1,
-          static_cast<int64_t>(std::ceil(std::cbrt(static_cast<double>(options.events)) - 1e-9)))) {
+      url_count_(
+          options.urls > 0
+              ? options.urls
+              : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(
+                                         std::cbrt(static_cast<double>(options.events)) - 1e-9)))) {
   customers_.push_back("a.com");
   for (int i = 1; i < options_.customers; ++i) customers_.push_back(fmt::format("c{}.example", i));
   std::string letters = "abcdefg";

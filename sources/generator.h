@@ -22,6 +22,8 @@ struct GeneratorOptions {
   uint64_t seed = 1;
   // Customers "a.com", then "c1.example", "c2.example", ...
   int customers = 1;
+  // Distinct urls (http://C/articles/K, K in 1..urls) per customer; 0: ceil(events^(1/3)).
+  int64_t urls = 0;
   // Events come in time order, each shuffled back by up to this many seconds (0: uniform
   // random order over the day).
   int64_t ordered_disorder_seconds = -1;

@@ -1,5 +1,6 @@
 #include "state/rocksdb_store.h"
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <random>
@@ -352,6 +353,27 @@ Result<std::optional<std::string>> RocksDbStateStore::Get(const std::string& ns,
   if (s.IsNotFound()) return std::optional<std::string>();
   RETURN_NOT_OK(FromRocks(s, "get " + ns));
   return std::optional<std::string>(std::move(value));
+}
+
+Result<std::vector<std::optional<std::string>>> RocksDbStateStore::MultiGet(
+    const std::string& ns, const std::vector<std::string>& keys) {
+  std::shared_lock<std::shared_mutex> db_lock;
+  RETURN_NOT_OK(LockDb(db_lock));
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * cf, Family(ns, false));
+  std::vector<std::optional<std::string>> values(keys.size());
+  if (cf == nullptr || keys.empty()) return values;
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> found(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  const bool sorted = std::is_sorted(keys.begin(), keys.end());
+  db_->MultiGet(rocksdb::ReadOptions(), cf, keys.size(), slices.data(), found.data(),
+                statuses.data(), sorted);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    RETURN_NOT_OK(FromRocks(statuses[i], "get " + ns));
+    values[i].emplace(found[i].data(), found[i].size());
+  }
+  return values;
 }
 
 Status RocksDbStateStore::Scan(

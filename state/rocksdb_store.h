@@ -54,6 +54,9 @@ class RocksDbStateStore final : public streaming::StateStore {
   ~RocksDbStateStore() override;
 
   Result<std::optional<std::string>> Get(const std::string& ns, const std::string& key) override;
+  // One RocksDB MultiGet (keys in order read in one pass over the files).
+  Result<std::vector<std::optional<std::string>>> MultiGet(
+      const std::string& ns, const std::vector<std::string>& keys) override;
   Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
               const std::function<bool(const std::string&, const std::string&)>& fn) override;
   Status Commit(const streaming::BatchCommit& commit) override;

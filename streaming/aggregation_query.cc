@@ -15,6 +15,15 @@
 namespace runnel::streaming {
 namespace {
 
+// Keys per MultiGet of a partition's merge with the state.
+constexpr size_t kMergeChunk = 512;
+
+std::vector<int> AllPartitionsOf(int n) {
+  std::vector<int> all(static_cast<size_t>(n));
+  for (int p = 0; p < n; ++p) all[static_cast<size_t>(p)] = p;
+  return all;
+}
+
 // The merge of list accumulators (dead letters, late lines).
 template <typename T>
 std::vector<T> Concat(std::vector<T> a, std::vector<T> b) {
@@ -122,10 +131,16 @@ void AggregationQuery::Attach(const DStream<std::string>& lines, OutputFn sink,
       [this](const engine::Rdd<std::string>& rdd, BatchInfo* info) { return RunBatch(rdd, info); });
 }
 
-// What reading one batch found: the changed keys' partial rows (sorted by key) and what the
-// accumulators counted.
+// One reduce partition's share of the batch, merged with the state by its own task: the puts
+// (in key order) and, in update mode, the output records.
+struct AggregationQuery::MergedPart {
+  std::vector<std::pair<std::string, std::string>> puts;
+  std::vector<std::string> out;
+};
+
+// What reading one batch found: its merged partitions and what the accumulators counted.
 struct AggregationQuery::Scan {
-  std::vector<std::pair<std::string, AggRow>> changed;
+  std::vector<MergedPart> parts;
   int64_t records = 0;
   int64_t late = 0;
   int64_t filtered = 0;
@@ -151,11 +166,16 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
 
   BatchCommit commit;
   commit.ns = options_->name;
-  std::map<std::string, AggRow> merged;
-  RETURN_NOT_OK(MergeIntoState(scan.changed, &commit, &merged));
+  std::vector<std::string> out;
+  for (MergedPart& part : scan.parts) {
+    std::move(part.puts.begin(), part.puts.end(), std::back_inserter(commit.puts));
+    std::move(part.out.begin(), part.out.end(), std::back_inserter(out));
+    part = {};
+  }
   next_watermark.AdvanceTo(scan.max_event_time);
-  ASSIGN_OR_RETURN(std::vector<std::string> out,
-                   SelectOutput(merged, commit, watermark_now, next_watermark.current()));
+  if (options_->output_mode == OutputMode::kFinal) {
+    ASSIGN_OR_RETURN(out, SelectFinal(commit, watermark_now, next_watermark.current()));
+  }
 
   BatchRecord& record = commit.record;
   record.batch_id = batch_id;
@@ -254,11 +274,30 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
                           engine::CombineOptions{.partitions = opts->shuffle_partitions,
                                                  .key_ordered = true,
                                                  .name = "aggregate"});
+  // Each reduce partition merges its keys (in key order) with the state on the worker that
+  // made them: nothing of the batch's keys is collected on the driver.
   Scan scan;
-  ASSIGN_OR_RETURN(scan.changed, partials.Collect());
+  scan.parts.resize(static_cast<size_t>(partials.num_partitions()));
+  const bool update = opts->output_mode == OutputMode::kUpdate;
+  RETURN_NOT_OK(partials.RunOnPartitions(
+      AllPartitionsOf(partials.num_partitions()), [&](int p, engine::TaskContext& tc) {
+        MergedPart& part = scan.parts[static_cast<size_t>(p)];
+        part = {};  // a retried attempt starts over
+        std::vector<std::pair<std::string, AggRow>> chunk;
+        Status merged;
+        RETURN_NOT_OK(partials.node()->Iterate(p, tc, [&](std::pair<std::string, AggRow>&& kv) {
+          chunk.push_back(std::move(kv));
+          if (chunk.size() == kMergeChunk) {
+            merged = MergeChunk(&chunk, update, &part);
+            chunk.clear();
+          }
+          return merged.ok();
+        }));
+        RETURN_NOT_OK(merged);
+        tc.metrics().records_out += static_cast<int64_t>(part.puts.size() + chunk.size());
+        return MergeChunk(&chunk, update, &part);
+      }));
   info->progress.lineage = partials.DebugString();
-  std::sort(scan.changed.begin(), scan.changed.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
   scan.records = records.value();
   scan.late = late.value();
   scan.filtered = filtered.value();
@@ -286,31 +325,31 @@ Status AggregationQuery::HandleInvalid(BatchId batch_id, const Scan& scan) {
   return Status::OK();
 }
 
-Status AggregationQuery::MergeIntoState(const std::vector<std::pair<std::string, AggRow>>& changed,
-                                        BatchCommit* commit,
-                                        std::map<std::string, AggRow>* merged) {
-  for (const auto& [key, partial] : changed) {
-    ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(options_->name, key));
+Status AggregationQuery::MergeChunk(std::vector<std::pair<std::string, AggRow>>* chunk, bool update,
+                                    MergedPart* part) const {
+  if (chunk->empty()) return Status::OK();
+  std::vector<std::string> keys;
+  keys.reserve(chunk->size());
+  for (const auto& kv : *chunk) keys.push_back(kv.first);
+  ASSIGN_OR_RETURN(std::vector<std::optional<std::string>> stored,
+                   store_->MultiGet(options_->name, keys));
+  for (size_t i = 0; i < chunk->size(); ++i) {
+    auto& [key, partial] = (*chunk)[i];
     AggRow current;
-    if (stored) {
-      ASSIGN_OR_RETURN(current, DecodeRow(*stored));
+    if (stored[i]) {
+      ASSIGN_OR_RETURN(current, DecodeRow(*stored[i]));
     }
     MergeRow(options_->aggregates, partial, &current);
-    commit->puts.emplace_back(key, EncodeRow(current));
-    merged->emplace(key, std::move(current));
+    if (update) part->out.push_back(FormatRecord(key, current));
+    part->puts.emplace_back(std::move(key), EncodeRow(current));
   }
   return Status::OK();
 }
 
-Result<std::vector<std::string>> AggregationQuery::SelectOutput(
-    const std::map<std::string, AggRow>& merged, const BatchCommit& commit, EventTimeMs from,
-    EventTimeMs to) {
+Result<std::vector<std::string>> AggregationQuery::SelectFinal(const BatchCommit& commit,
+                                                               EventTimeMs from, EventTimeMs to) {
   const AggregationOptions& o = *options_;
   std::vector<std::string> out;
-  if (o.output_mode == OutputMode::kUpdate) {
-    for (const auto& [key, row] : merged) out.push_back(FormatRecord(key, row));
-    return out;
-  }
   if (to == from) return out;
   // Final: every window whose end the watermark passed in this batch.
   const EventTimeMs expired = ExpireBefore(to);

@@ -110,14 +110,15 @@ class AggregationQuery {
                          BatchInfo* info);
   // on_invalid: fail the batch, or hand the invalid records to the dead-letter sink.
   Status HandleInvalid(BatchId batch_id, const Scan& scan);
-  // Reads each changed key's stored row, merges the batch's partial into it, adds the puts.
-  Status MergeIntoState(const std::vector<std::pair<std::string, AggRow>>& changed,
-                        BatchCommit* commit, std::map<std::string, AggRow>* merged);
-  // The batch's output records: the changed rows (update), or every window the watermark's
-  // move from `from` to `to` closed (final).
-  Result<std::vector<std::string>> SelectOutput(const std::map<std::string, AggRow>& merged,
-                                                const BatchCommit& commit, EventTimeMs from,
-                                                EventTimeMs to);
+  struct MergedPart;
+  // Reads the stored rows of a chunk of one partition's changed keys (in key order, one
+  // MultiGet), merges the batch's partials into them, adds the puts (and, in update mode, the
+  // output records) to `part`. Runs on a worker; the chunk's keys are moved out.
+  Status MergeChunk(std::vector<std::pair<std::string, AggRow>>* chunk, bool update,
+                    MergedPart* part) const;
+  // Final mode's output: every window the watermark's move from `from` to `to` closed.
+  Result<std::vector<std::string>> SelectFinal(const BatchCommit& commit, EventTimeMs from,
+                                               EventTimeMs to);
   // Whether some position differs from the last committed one.
   bool PositionsMoved(const SourcePositions& positions) const;
 

@@ -84,4 +84,15 @@ Status InMemoryStateStore::Reset(const std::string& ns) {
   return Status::OK();
 }
 
+Result<std::vector<std::optional<std::string>>> StateStore::MultiGet(
+    const std::string& ns, const std::vector<std::string>& keys) {
+  std::vector<std::optional<std::string>> values;
+  values.reserve(keys.size());
+  for (const std::string& key : keys) {
+    ASSIGN_OR_RETURN(std::optional<std::string> v, Get(ns, key));
+    values.push_back(std::move(v));
+  }
+  return values;
+}
+
 }  // namespace runnel::streaming

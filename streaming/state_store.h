@@ -53,6 +53,9 @@ class StateStore {
   virtual ~StateStore() = default;
 
   virtual Result<std::optional<std::string>> Get(const std::string& ns, const std::string& key) = 0;
+  // The values of `keys` (best sorted: a store may read them in one pass), nullopt where absent.
+  virtual Result<std::vector<std::optional<std::string>>> MultiGet(
+      const std::string& ns, const std::vector<std::string>& keys);
   // Calls fn(key, value) for keys in [begin, end) in key order (end empty: to the end) until it
   // returns false.
   virtual Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
