@@ -185,8 +185,13 @@ TEST(SpillTest, TwoMillionKeysStayWithinABudgetOf32MiB) {
   const int64_t grew = PeakRss() - before;
   EXPECT_GT(SpillBytes(ctx->LastJob()), 0);
   // The same job held in memory takes ~250 MB more; spilled, its tables stay in the budget,
-  // with room for the allocator's slack and the generated input in flight.
+  // with room for the allocator's slack and the generated input in flight. Sanitizers keep
+  // freed memory in quarantine and pad every allocation: there the peak says nothing.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  (void)grew;
+#else
   EXPECT_LT(grew, kBudget + (int64_t{48} << 20)) << "peak grew by " << (grew >> 20) << " MiB";
+#endif
 }
 
 TEST(SpillTest, AContextEmptiesTheSpillDirectoryItIsGiven) {
