@@ -312,7 +312,8 @@ class Validator {
 
   // The state store's share must leave the engine at least half of engine.memory_budget.
   void MemoryShares(const YAML::Node& root, const Config& c) {
-    const YAML::Node state = root["state"];
+    // A `state` that is not a mapping was reported already; errors then point at the root.
+    const YAML::Node state = root["state"] && root["state"].IsMap() ? root["state"] : YAML::Node();
     const YAML::Node at = state && state["block_cache"] ? state["block_cache"] : root;
     if (StateCacheBytes(c) > c.memory_budget_bytes / 2) {
       Error(at, fmt::format("state.block_cache ({} MiB) is more than half of engine.memory_budget "
