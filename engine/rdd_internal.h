@@ -382,6 +382,23 @@ struct KeepFirst {
 template <typename V>
 using NoAggregator = Aggregator<V, V, KeepFirst<V>, KeepFirst<V>, KeepFirst<V>>;
 
+// Folds `x` into key k's row of `table` (make(x) for a new key, fold(row, x) otherwise) and
+// returns how much the table's memory grew: Serde::MemorySize of the key and row, plus the slot.
+// What the map and reduce sides of a shuffle count against the task's memory share.
+template <typename K, typename C, typename X, typename Make, typename Fold>
+int64_t FoldInto(HashMap<K, C>* table, K&& k, X&& x, const Make& make, const Fold& fold) {
+  auto it = table->find(k);
+  if (it == table->end()) {
+    const int64_t key_bytes = static_cast<int64_t>(Serde<K>::MemorySize(k));
+    it = table->emplace(std::move(k), make(std::forward<X>(x))).first;
+    return key_bytes +
+           static_cast<int64_t>(Serde<C>::MemorySize(it->second) + sizeof(std::pair<K, C>));
+  }
+  const size_t before = Serde<C>::MemorySize(it->second);
+  it->second = fold(std::move(it->second), std::forward<X>(x));
+  return static_cast<int64_t>(Serde<C>::MemorySize(it->second)) - static_cast<int64_t>(before);
+}
+
 template <typename K, typename V, typename C, typename Agg>
 class ShuffleDependency final : public ShuffleDependencyBase {
  public:
@@ -424,19 +441,11 @@ class ShuffleDependency final : public ShuffleDependencyBase {
         table_bytes = 0;
         return out.SpillIfOver(half_share);
       };
+      auto create = [&agg](V&& v) { return agg.create(std::move(v)); };
+      auto merge = [&agg](C&& c, V&& v) { return agg.merge_value(std::move(c), std::move(v)); };
       RETURN_NOT_OK(parent_->Iterate(map_partition, tc, [&](std::pair<K, V>&& kv) {
-        auto it = combined.find(kv.first);
-        if (it == combined.end()) {
-          const int64_t key_bytes = static_cast<int64_t>(Serde<K>::MemorySize(kv.first));
-          it = combined.emplace(std::move(kv.first), agg.create(std::move(kv.second))).first;
-          table_bytes += key_bytes + static_cast<int64_t>(Serde<C>::MemorySize(it->second) +
-                                                          sizeof(std::pair<K, C>));
-        } else {
-          const size_t before = Serde<C>::MemorySize(it->second);
-          it->second = agg.merge_value(std::move(it->second), std::move(kv.second));
-          table_bytes +=
-              static_cast<int64_t>(Serde<C>::MemorySize(it->second)) - static_cast<int64_t>(before);
-        }
+        table_bytes +=
+            FoldInto(&combined, std::move(kv.first), std::move(kv.second), create, merge);
         if (table_bytes > half_share) spilled = flush();
         return spilled.ok();
       }));
@@ -500,19 +509,8 @@ class ShuffledNode final : public RddNode<std::pair<K, C>> {
     int64_t table_bytes = 0;
     Runs runs;
     Status spilled;
-    auto add = [&](K&& k, auto&& x, auto&& make, auto&& fold) {
-      auto it = merged.find(k);
-      if (it == merged.end()) {
-        const int64_t key_bytes = static_cast<int64_t>(Serde<K>::MemorySize(k));
-        it = merged.emplace(std::move(k), make(std::move(x))).first;
-        table_bytes += key_bytes + static_cast<int64_t>(Serde<C>::MemorySize(it->second) +
-                                                        sizeof(std::pair<K, C>));
-      } else {
-        const size_t before = Serde<C>::MemorySize(it->second);
-        it->second = fold(std::move(it->second), std::move(x));
-        table_bytes +=
-            static_cast<int64_t>(Serde<C>::MemorySize(it->second)) - static_cast<int64_t>(before);
-      }
+    auto add = [&](K&& k, auto&& x, const auto& make, const auto& fold) {
+      table_bytes += FoldInto(&merged, std::move(k), std::move(x), make, fold);
       if constexpr (kCanSpill) {
         if (table_bytes > share) {
           spilled = SpillRun(&merged, &runs, tc);
