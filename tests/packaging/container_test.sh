@@ -75,6 +75,7 @@ fi
 # ---- The image, from packaging/Dockerfile unchanged but for the base images.
 build_start=$SECONDS
 podman build -q --format docker --network host --build-arg "BUILD_IMAGE=$base" --build-arg "RUNTIME_IMAGE=$base" \
+  --build-arg CMAKE_ARGS=-DRUNNEL_WERROR=ON \
   -f "$src/packaging/Dockerfile" -t "$image" "$src" >"$work/build.log" 2>&1 ||
   { tail -40 "$work/build.log"; fail "podman build"; }
 build_seconds=$((SECONDS - build_start))
