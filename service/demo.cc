@@ -62,7 +62,7 @@ int RunDemo(const DemoOptions& options) {
                    "  metrics:    http://{}/metrics\n"
                    "  queries:    http://{}/v1/queries/hourly_pages\n"
                    "  aggregates: http://{}/v1/queries/hourly_pages/aggregates?customer=a.com\n"
-                   "  output:     {}/out/hourly_pages/batch=N/part-00000.jsonl\n",
+                   "  output:     {}/out/hourly_pages/batch=N/part-NNNNN.jsonl\n",
                    (*broker)->bootstrap(), events, options.events_per_second,
                    options.duration_ms / 1000, config->http_listen, config->http_listen,
                    config->http_listen, dir)

@@ -112,12 +112,24 @@ Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const So
   }
   auto* sinks = &rq->sinks;
   auto* dead = rq->dead_letters.get();
+  streaming::AggregationQuery::Output output{
+      .begin =
+          [sinks](BatchId batch) {
+            for (auto& sink : *sinks) RETURN_NOT_OK(sink->Begin(batch));
+            return Status::OK();
+          },
+      .part =
+          [sinks](BatchId batch, int part, const std::vector<std::string>& records) {
+            for (auto& sink : *sinks) RETURN_NOT_OK(sink->WritePart(batch, part, records));
+            return Status::OK();
+          },
+      .publish =
+          [sinks](BatchId batch) {
+            for (auto& sink : *sinks) RETURN_NOT_OK(sink->Publish(batch));
+            return Status::OK();
+          }};
   rq->query->Attach(
-      *rq->stream,
-      [sinks](BatchId batch, const std::vector<std::string>& records) {
-        for (auto& sink : *sinks) RETURN_NOT_OK(sink->Write(batch, records));
-        return Status::OK();
-      },
+      *rq->stream, std::move(output),
       [dead](BatchId batch, const std::vector<streaming::InvalidRecord>& invalid) {
         if (dead == nullptr) return Status::OK();
         std::vector<std::string> lines;

@@ -1,5 +1,6 @@
 #include "sinks/json_file_sink.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -42,24 +43,42 @@ Status JsonFileSink::Claim(const std::string& incarnation, bool adopt_unmarked) 
   return WriteFileAtomically(mark, incarnation + "\n", /*sync=*/true);
 }
 
-Status JsonFileSink::Write(BatchId batch, const std::vector<std::string>& records) {
-  if (records.empty()) return Status::OK();
-  RETURN_NOT_OK(MakeDirs(dir_));
-  const std::string final_dir = fmt::format("{}/batch={}", dir_, batch);
-  const std::string tmp_dir = fmt::format("{}/.tmp-batch={}", dir_, batch);
+std::string JsonFileSink::TmpDir(BatchId batch) const {
+  return fmt::format("{}/.tmp-batch={}", dir_, batch);
+}
+
+Status JsonFileSink::Begin(BatchId batch) {
+  // What an earlier attempt of this batch left (it may have had other parts) goes.
   std::error_code ec;
-  std::filesystem::remove_all(tmp_dir, ec);
-  RETURN_NOT_OK(MakeDirs(tmp_dir));
+  std::filesystem::remove_all(TmpDir(batch), ec);
+  if (ec) return Status::FromErrno("remove " + TmpDir(batch), ec.value());
+  return Status::OK();
+}
+
+Status JsonFileSink::WritePart(BatchId batch, int part, const std::vector<std::string>& records) {
+  if (records.empty()) return Status::OK();
+  const std::string tmp_dir = TmpDir(batch);
+  RETURN_NOT_OK(MakeDirs(tmp_dir));  // parts may create it at once: an existing one is fine
+  size_t bytes = 0;
+  for (const std::string& r : records) bytes += r.size() + 1;
   std::string content;
+  content.reserve(bytes);
   for (const std::string& r : records) {
     content += r;
     content.push_back('\n');
   }
-  const std::string part = tmp_dir + "/part-00000.jsonl";
-  RETURN_NOT_OK(WriteFileAtomically(part, content));
-  RETURN_NOT_OK(SyncPath(part));
+  const std::string path = fmt::format("{}/part-{:05d}.jsonl", tmp_dir, part);
+  RETURN_NOT_OK(WriteFileAtomically(path, content));
+  return SyncPath(path);
+}
+
+Status JsonFileSink::Publish(BatchId batch) {
+  const std::string tmp_dir = TmpDir(batch);
+  std::error_code ec;
+  if (!std::filesystem::exists(tmp_dir, ec)) return Status::OK();  // no part had records
   RETURN_NOT_OK(SyncPath(tmp_dir));
   // A rerun of the batch replaces what its earlier run wrote.
+  const std::string final_dir = fmt::format("{}/batch={}", dir_, batch);
   std::filesystem::remove_all(final_dir, ec);
   if (ec) return Status::FromErrno("remove " + final_dir, ec.value());
   CrashPoint("before_sink_rename");
@@ -79,7 +98,18 @@ Result<std::vector<std::string>> JsonFileSink::ReadLatest(const std::string& que
   if (ec) return Status::IOError(fmt::format("list {}: {}", query_dir, ec.message()));
   std::map<std::string, std::string> latest;
   for (const auto& [id, dir] : batches) {
-    ASSIGN_OR_RETURN(std::string text, ReadFile(dir + "/part-00000.jsonl"));
+    std::vector<std::string> parts;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with("part-") && name.ends_with(".jsonl")) parts.push_back(name);
+    }
+    if (ec) return Status::IOError(fmt::format("list {}: {}", dir, ec.message()));
+    std::sort(parts.begin(), parts.end());
+    std::string text;
+    for (const std::string& name : parts) {
+      ASSIGN_OR_RETURN(std::string part, ReadFile(dir + "/" + name));
+      text += part;
+    }
     size_t start = 0;
     while (start < text.size()) {
       size_t end = text.find('\n', start);

@@ -1,10 +1,14 @@
-// JsonFileSink: a query's output records as JSON lines under PATH/QUERY/batch=ID/part-00000.jsonl.
+// JsonFileSink: a query's output records as JSON lines under PATH/QUERY/batch=ID/part-NNNNN.jsonl,
+// one file per part with records (a query's reduce partition; part-00000 for a batch written
+// whole). An _id is in one part of a batch.
 //
-// A batch's files are written into a temporary directory, fsynced, and the directory renamed
-// to batch=ID (the parent fsynced too): a batch directory is complete once it exists. Writing
-// the same batch again (a batch rerun after a crash between output and commit) replaces its
-// directory, so the sink's content is exact after any crash. The latest batch holding an _id
-// has its current value. Empty batches write nothing.
+// A batch's parts are written into a temporary directory PATH/QUERY/.tmp-batch=ID (each file
+// through a temporary name and fsynced by the thread that wrote it), then Publish fsyncs the
+// directory and renames it to batch=ID (the parent fsynced too): a batch directory is complete
+// once it exists. Begin empties the temporary directory, so a batch rerun after a crash
+// between output and commit replaces its whole directory, and the sink's content is exact
+// after any crash. The latest batch holding an _id has its current value. Batches without
+// records write nothing.
 //
 // Incarnations: batch ids restart at 0 when a state starts over (its database lost or removed),
 // and a new batch=0 would replace the old one while the old higher-numbered batches shadow the
@@ -30,7 +34,9 @@ class JsonFileSink final : public RecordSink {
   // `root` is the configured path; `query` a validated query name (no '/', no "..").
   JsonFileSink(std::string root, std::string query);
 
-  Status Write(BatchId batch, const std::vector<std::string>& records) override;
+  Status Begin(BatchId batch) override;
+  Status WritePart(BatchId batch, int part, const std::vector<std::string>& records) override;
+  Status Publish(BatchId batch) override;
 
   // Before the first Write: marks PATH/QUERY as the output of state incarnation `incarnation`.
   // OK when it already is, or holds no batch yet. A directory marked by another incarnation is
@@ -43,10 +49,12 @@ class JsonFileSink final : public RecordSink {
   const std::string& dir() const { return dir_; }
 
   // The latest value per _id over all batch directories (for tests and tools): reads every
-  // batch=N in order of N.
+  // batch=N in order of N, and each of its part files.
   static Result<std::vector<std::string>> ReadLatest(const std::string& query_dir);
 
  private:
+  std::string TmpDir(BatchId batch) const;
+
   const std::string dir_;
 };
 

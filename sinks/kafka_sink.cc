@@ -39,10 +39,10 @@ Status ProduceError(rd_kafka_resp_err_t err, const std::string& what) {
 
 }  // namespace
 
-// Delivery reports of one Write. Owned by the sink, never the stack: a report may arrive after
-// the Write that produced its record gave up waiting.
+// Delivery reports of one WritePart. Owned by the sink, never the stack: a report may arrive after
+// the WritePart that produced its record gave up waiting.
 struct KafkaSink::Deliveries {
-  int64_t produced = 0;  // records handed to librdkafka (the Write's thread only)
+  int64_t produced = 0;  // records handed to librdkafka (the writing thread only)
   std::atomic<int64_t> acked{0};
   std::atomic<int64_t> failed{0};
   std::atomic<int> first_error{RD_KAFKA_RESP_ERR_NO_ERROR};
@@ -97,9 +97,10 @@ KafkaSink::~KafkaSink() {
   rd_kafka_destroy(producer_);  // no report is served after this: `deliveries_` may go
 }
 
-Status KafkaSink::Write(BatchId batch, const std::vector<std::string>& records) {
+Status KafkaSink::WritePart(BatchId batch, int /*part*/, const std::vector<std::string>& records) {
   if (records.empty()) return Status::OK();
-  // Reports of earlier Writes have all arrived: their counters can go.
+  std::lock_guard write_lock(write_mu_);
+  // Reports of earlier parts have all arrived: their counters can go.
   std::erase_if(deliveries_, [](const std::unique_ptr<Deliveries>& d) {
     return d->acked + d->failed == d->produced;
   });

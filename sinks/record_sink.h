@@ -1,7 +1,15 @@
-// RecordSink: where a query's output records go, batch by batch. Write is called before the
-// batch commits; a batch rerun after a crash calls it again with the same id and records.
+// RecordSink: where a query's output records go, batch by batch, in parts. A query writes one
+// part per reduce partition from its workers, at once, before the batch commits:
+//   Begin(batch)            on the query's thread, before the batch's job runs;
+//   WritePart(batch, p, r)  from any thread, for each part p with records (again, replacing
+//                           the earlier write, when the task that made it is retried);
+//   Publish(batch)          on the query's thread once every part is written: the batch's
+//                           output becomes visible (and durable) as one.
+// A batch rerun after a crash writes its parts again under the same id; its output is
+// replaced where the sink can (files), repeated where it cannot (Kafka: at-least-once).
 //
-// Thread safety: Write may be called from one thread at a time per sink.
+// Thread safety: Begin and Publish from one thread at a time per sink; WritePart from several
+// threads at once between them.
 #pragma once
 
 #include <string>
@@ -15,7 +23,17 @@ namespace runnel::sinks {
 class RecordSink {
  public:
   virtual ~RecordSink() = default;
-  virtual Status Write(BatchId batch, const std::vector<std::string>& records) = 0;
+
+  virtual Status Begin(BatchId /*batch*/) { return Status::OK(); }
+  virtual Status WritePart(BatchId batch, int part, const std::vector<std::string>& records) = 0;
+  virtual Status Publish(BatchId /*batch*/) { return Status::OK(); }
+
+  // A whole batch as part 0 (late records, dead letters, tests).
+  Status Write(BatchId batch, const std::vector<std::string>& records) {
+    RETURN_NOT_OK(Begin(batch));
+    RETURN_NOT_OK(WritePart(batch, 0, records));
+    return Publish(batch);
+  }
 };
 
 }  // namespace runnel::sinks

@@ -125,17 +125,53 @@ Result<CommittedBatch> AggregationQuery::Recover() {
 
 void AggregationQuery::Attach(const DStream<std::string>& lines, OutputFn sink,
                               DeadLetterFn dead_letters) {
-  output_ = std::move(sink);
+  struct Gathered {
+    std::mutex mu;
+    std::map<int, std::vector<std::string>> parts;
+  };
+  auto gathered = std::make_shared<Gathered>();
+  Output output{.begin =
+                    [gathered](BatchId) {
+                      std::lock_guard lock(gathered->mu);
+                      gathered->parts.clear();
+                      return Status::OK();
+                    },
+                .part =
+                    [gathered](BatchId, int part, const std::vector<std::string>& records) {
+                      std::lock_guard lock(gathered->mu);
+                      gathered->parts[part] = records;
+                      return Status::OK();
+                    },
+                .publish =
+                    [gathered, sink = std::move(sink)](BatchId batch) {
+                      std::vector<std::string> all;
+                      {
+                        std::lock_guard lock(gathered->mu);
+                        for (auto& [part, records] : gathered->parts) {
+                          std::move(records.begin(), records.end(), std::back_inserter(all));
+                        }
+                        gathered->parts.clear();
+                      }
+                      return sink(batch, all);
+                    }};
+  Attach(lines, std::move(output), std::move(dead_letters));
+}
+
+void AggregationQuery::Attach(const DStream<std::string>& lines, Output output,
+                              DeadLetterFn dead_letters) {
+  output_ = std::move(output);
   dead_letters_ = std::move(dead_letters);
   lines.ForeachRdd(
       [this](const engine::Rdd<std::string>& rdd, BatchInfo* info) { return RunBatch(rdd, info); });
 }
 
 // One reduce partition's share of the batch, merged with the state by its own task: the puts
-// (in key order) and, in update mode, the output records.
+// (in key order) and, in update mode, the output records (handed to the sink by the task,
+// which keeps only their number).
 struct AggregationQuery::MergedPart {
   std::vector<std::pair<std::string, std::string>> puts;
   std::vector<std::string> out;
+  int64_t records_out = 0;
 };
 
 // What reading one batch found: its merged partitions and what the accumulators counted.
@@ -161,20 +197,24 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     next_watermark = watermark_;
   }
   const EventTimeMs watermark_now = next_watermark.current();
+  if (output_.begin) RETURN_NOT_OK(output_.begin(batch_id));
   ASSIGN_OR_RETURN(Scan scan, ScanBatch(lines, watermark_now, info));
   RETURN_NOT_OK(HandleInvalid(batch_id, scan));
 
   BatchCommit commit;
   commit.ns = options_->name;
-  std::vector<std::string> out;
+  int64_t records_out = 0;
   for (MergedPart& part : scan.parts) {
     std::move(part.puts.begin(), part.puts.end(), std::back_inserter(commit.puts));
-    std::move(part.out.begin(), part.out.end(), std::back_inserter(out));
+    records_out += part.records_out;
     part = {};
   }
   next_watermark.AdvanceTo(scan.max_event_time);
   if (options_->output_mode == OutputMode::kFinal) {
-    ASSIGN_OR_RETURN(out, SelectFinal(commit, watermark_now, next_watermark.current()));
+    ASSIGN_OR_RETURN(std::vector<std::string> out,
+                     SelectFinal(commit, watermark_now, next_watermark.current()));
+    records_out = static_cast<int64_t>(out.size());
+    if (output_.part) RETURN_NOT_OK(output_.part(batch_id, 0, out));
   }
 
   BatchRecord& record = commit.record;
@@ -191,7 +231,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   if (moved) {
     // Sinks first, under the batch id; the commit makes the batch count.
     if (late_output_ && scan.late > 0) RETURN_NOT_OK(late_output_(batch_id, scan.late_lines));
-    if (output_) RETURN_NOT_OK(output_(batch_id, out));
+    if (output_.publish) RETURN_NOT_OK(output_.publish(batch_id));
     RETURN_NOT_OK(store_->Commit(commit));
   } else {
     info->progress.committed = false;
@@ -207,7 +247,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   for (const auto& [reason, n] : scan.invalid) counters_.invalid[reason] += n;
   info->progress.late += scan.late;
   info->progress.invalid += scan.invalid_total;
-  info->progress.records_out += static_cast<int64_t>(out.size());
+  info->progress.records_out += records_out;
   info->progress.watermark_ms = watermark_.current();
   return Status::OK();
 }
@@ -278,6 +318,7 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
   // made them: nothing of the batch's keys is collected on the driver.
   Scan scan;
   scan.parts.resize(static_cast<size_t>(partials.num_partitions()));
+  const BatchId batch_id = info->progress.batch_id;
   const bool update = opts->output_mode == OutputMode::kUpdate;
   RETURN_NOT_OK(partials.RunOnPartitions(
       AllPartitionsOf(partials.num_partitions()), [&](int p, engine::TaskContext& tc) {
@@ -295,7 +336,14 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
         }));
         RETURN_NOT_OK(merged);
         tc.metrics().records_out += static_cast<int64_t>(part.puts.size() + chunk.size());
-        return MergeChunk(&chunk, update, &part);
+        RETURN_NOT_OK(MergeChunk(&chunk, update, &part));
+        // The partition's records go to the sink from here: the driver never holds them all.
+        part.records_out = static_cast<int64_t>(part.out.size());
+        if (update && output_.part && !part.out.empty()) {
+          RETURN_NOT_OK(output_.part(batch_id, p, part.out));
+        }
+        std::vector<std::string>().swap(part.out);
+        return Status::OK();
       }));
   info->progress.lineage = partials.DebugString();
   scan.records = records.value();

@@ -6,7 +6,9 @@
 //   changed aggregate with its full value; final: every window the new watermark closed) ->
 //   commit state, source positions, watermark and batch id in ONE StateStore::Commit.
 // Output is handed to the sink before the commit, under the batch id: a batch that ran but
-// did not commit runs again with the same id and input, and its sink output is replaced.
+// did not commit runs again with the same id and input, and its sink output is replaced. In
+// update mode each reduce partition hands its own records to the sink from its task, as one
+// part (see sinks/record_sink.h); final mode's records are one part, from the driver.
 // An empty batch (no record, no position moved, same watermark) commits nothing and writes no
 // output; batch ids in state therefore increase but may skip.
 //
@@ -49,7 +51,16 @@ struct QueryCounters {
 
 class AggregationQuery {
  public:
-  // Receives the batch's output records (one JSON object each) before the batch commits.
+  // Where a batch's output records (one JSON object each) go, in parts, before the batch
+  // commits: `begin` on the query's thread before the batch's job runs; `part` from the
+  // workers at once, for each reduce partition with records (again when its task is retried:
+  // it replaces the earlier call's records); `publish` on the query's thread after every part.
+  struct Output {
+    std::function<Status(BatchId)> begin;
+    std::function<Status(BatchId, int part, const std::vector<std::string>& records)> part;
+    std::function<Status(BatchId)> publish;
+  };
+  // Receives the batch's output records (one JSON object each, in key order) at once.
   using OutputFn = std::function<Status(BatchId, const std::vector<std::string>& records)>;
   using DeadLetterFn = std::function<Status(BatchId, const std::vector<InvalidRecord>&)>;
   // Receives the batch's late records (the raw lines), before the batch commits.
@@ -73,6 +84,8 @@ class AggregationQuery {
   const std::string& Fingerprint() const { return fingerprint_; }
 
   // Runs the query on every batch of `lines`.
+  void Attach(const DStream<std::string>& lines, Output output, DeadLetterFn dead_letters = {});
+  // The same with the batch's parts gathered in memory and handed to `sink` whole (tests).
   void Attach(const DStream<std::string>& lines, OutputFn sink, DeadLetterFn dead_letters = {});
 
   // Sends late records to `sink` as well as counting them. Call before the first batch.
@@ -130,7 +143,7 @@ class AggregationQuery {
   StateStore* const store_;
   const std::string definition_;
   const std::string fingerprint_;
-  OutputFn output_;
+  Output output_;
   DeadLetterFn dead_letters_;
   LateFn late_output_;
   mutable std::mutex mu_;

@@ -134,9 +134,10 @@ import json, os, sys
 out, expected = sys.argv[1], sys.argv[2]
 latest = {}
 for b in sorted((int(d[6:]), d) for d in os.listdir(out) if d.startswith("batch=")):
-    for line in open(os.path.join(out, b[1], "part-00000.jsonl")):
-        r = json.loads(line)
-        latest[r["_id"]] = r
+    for part in sorted(p for p in os.listdir(os.path.join(out, b[1])) if p.startswith("part-")):
+        for line in open(os.path.join(out, b[1], part)):
+            r = json.loads(line)
+            latest[r["_id"]] = r
 want = {json.loads(l)["_id"]: json.loads(l) for l in open(expected)}
 sys.exit(0 if latest == want else 1)
 EOF

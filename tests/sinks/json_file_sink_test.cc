@@ -1,7 +1,10 @@
 #include "sinks/json_file_sink.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "common/file_util.h"
@@ -25,6 +28,47 @@ TEST(JsonFileSinkTest, BatchDirectoriesAndIdempotentReruns) {
             "{\"_id\":\"a\",\"n\":3}\n");
   auto latest = JsonFileSink::ReadLatest(sink.dir()).value();
   EXPECT_EQ(latest, (std::vector<std::string>{R"({"_id":"a","n":3})", R"({"_id":"b","n":1})"}));
+}
+
+TEST(JsonFileSinkTest, PartsWrittenAtOnceArePublishedAsOneAndARerunReplacesThemAll) {
+  auto tmp = engine::Context::Make({}).value();
+  JsonFileSink sink(tmp->local_dir() + "/out", "q");
+  // A first attempt of batch 0 wrote parts 0..3 and died before Publish.
+  ASSERT_TRUE(sink.Begin(BatchId(0)).ok());
+  for (int p = 0; p < 4; ++p) {
+    ASSERT_TRUE(sink.WritePart(BatchId(0), p, {fmt::format(R"({{"_id":"old{}"}})", p)}).ok());
+  }
+  EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=0"));  // invisible until Publish
+  // The rerun has parts 1 and 3 only (written from threads at once; part 3 twice, as by a
+  // retried task), and part 0 empty.
+  ASSERT_TRUE(sink.Begin(BatchId(0)).ok());
+  std::vector<std::thread> writers;
+  std::vector<Status> results(3);
+  writers.emplace_back([&] { results[0] = sink.WritePart(BatchId(0), 0, {}); });
+  writers.emplace_back([&] {
+    results[1] = sink.WritePart(BatchId(0), 1, {R"({"_id":"b","n":1})", R"({"_id":"c","n":1})"});
+  });
+  writers.emplace_back([&] {
+    results[2] = sink.WritePart(BatchId(0), 3, {R"({"_id":"a","n":0})"});
+    if (results[2].ok()) results[2] = sink.WritePart(BatchId(0), 3, {R"({"_id":"a","n":1})"});
+  });
+  for (auto& w : writers) w.join();
+  for (const Status& st : results) ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(sink.Publish(BatchId(0)).ok());
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(sink.dir() + "/batch=0")) {
+    files.push_back(e.path().filename().string());
+  }
+  std::sort(files.begin(), files.end());
+  EXPECT_EQ(files, (std::vector<std::string>{"part-00001.jsonl", "part-00003.jsonl"}));
+  EXPECT_EQ(JsonFileSink::ReadLatest(sink.dir()).value(),
+            (std::vector<std::string>{R"({"_id":"a","n":1})", R"({"_id":"b","n":1})",
+                                      R"({"_id":"c","n":1})"}));
+  // A batch whose parts all had no records publishes nothing.
+  ASSERT_TRUE(sink.Begin(BatchId(1)).ok());
+  ASSERT_TRUE(sink.WritePart(BatchId(1), 0, {}).ok());
+  ASSERT_TRUE(sink.Publish(BatchId(1)).ok());
+  EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=1"));
 }
 
 }  // namespace
