@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "common/crash_point.h"
 #include "common/file_util.h"
 
 namespace runnel::engine {
@@ -52,6 +53,7 @@ Status SpillFile::Append(std::string_view bytes) {
 Status SpillFile::Finish() {
   RETURN_NOT_OK(Flush());
   buffer_.shrink_to_fit();
+  CrashPoint("mid_spill");  // a run on disk, the batch not done
   return Status::OK();
 }
 

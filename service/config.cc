@@ -352,7 +352,7 @@ class Validator {
       Keys(n, "kafka source " + name,
            {"type", "bootstrap_servers", "topic", "topics", "group_id", "starting_offsets",
             "max_records_per_partition", "on_data_loss", "librdkafka", "assignment",
-            "request_timeout", "rate_control"});
+            "request_timeout", "rate_control", "max_bytes_per_batch"});
       String(n, "bootstrap_servers", &s.bootstrap_servers, true);
       std::string topic;
       if (String(n, "topic", &topic)) s.topics.push_back(topic);
@@ -368,6 +368,7 @@ class Validator {
       String(n, "group_id", &s.group_id);
       OneOf(n, "starting_offsets", &s.start_at_earliest, {{"earliest", true}, {"latest", false}});
       Integer(n, "max_records_per_partition", &s.max_records_per_partition, 1, kMaxRecordsPerBatch);
+      Size(n, "max_bytes_per_batch", &s.max_bytes_per_batch);
       OneOf(n, "on_data_loss", &s.fail_on_data_loss, {{"fail", true}, {"skip", false}});
       OneOf(n, "assignment", &s.group_membership, {{"group", true}, {"all", false}});
       if (const YAML::Node rc = n["rate_control"]) {

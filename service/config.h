@@ -30,7 +30,9 @@ struct SourceConfig {
   // file
   std::string path;
   int64_t max_records_per_batch = 100000;
-  int64_t max_bytes_per_batch = int64_t{256} << 20;  // whole lines; a longer one goes alone
+  // file: whole lines, a longer one goes alone; kafka: estimated from the average message size
+  // read so far (1 KiB a message before the first one)
+  int64_t max_bytes_per_batch = int64_t{256} << 20;
   // kafka
   std::string bootstrap_servers;
   std::vector<std::string> topics;

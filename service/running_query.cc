@@ -43,6 +43,7 @@ sources::KafkaSourceOptions KafkaOptions(const SourceConfig& source) {
           .group_membership = source.group_membership,
           .start_at_earliest = source.start_at_earliest,
           .max_records_per_partition = source.max_records_per_partition,
+          .max_bytes_per_batch = source.max_bytes_per_batch,
           .fail_on_data_loss = source.fail_on_data_loss,
           .librdkafka = source.librdkafka,
           .timeout_ms = static_cast<int>(source.request_timeout_ms),

@@ -28,6 +28,10 @@ struct KafkaSourceOptions {
   bool start_at_earliest = true;
   // No partition reads more per batch; the others read the same share of their backlog.
   int64_t max_records_per_partition = 200000;
+  // Nor does a batch read more bytes than this, as far as the average size of the messages
+  // read so far tells (1 KiB a message before the first): the record caps of the batch's
+  // partitions together are at most max_bytes_per_batch / average.
+  int64_t max_bytes_per_batch = int64_t{256} << 20;
   bool fail_on_data_loss = true;
   // Passed to librdkafka as they are.
   std::map<std::string, std::string> librdkafka;

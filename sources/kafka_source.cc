@@ -192,6 +192,9 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
                    rate_->RecordsPerPartition(static_cast<int>(owned.size())));
     }
   }
+  plan_options.max_records_per_partition =
+      std::min(plan_options.max_records_per_partition,
+               RecordsPerPartitionForBytes(static_cast<int64_t>(owned.size())));
   ASSIGN_OR_RETURN(const auto bounds, sub_->Bounds(owned));
   KafkaPositions at;
   for (const TopicPartition& tp : owned) {
@@ -216,6 +219,14 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
   std::lock_guard lock(mu_);
   for (const auto& [tp, records] : plan.lag) lag_[tp] = records;
   return planned;
+}
+
+int64_t KafkaSource::RecordsPerPartitionForBytes(int64_t partitions) const {
+  const int64_t records = read_records_.load();
+  const int64_t bytes = read_bytes_.load();
+  const int64_t average = records > 0 ? std::max<int64_t>(1, bytes / records) : 1024;
+  const int64_t per_batch = std::max<int64_t>(1, options_.max_bytes_per_batch / average);
+  return std::max<int64_t>(1, per_batch / std::max<int64_t>(1, partitions));
 }
 
 void KafkaSource::OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) {
@@ -269,7 +280,15 @@ Result<std::optional<engine::Rdd<std::string>>> KafkaSource::Read(const KafkaPla
   return std::optional(engine::FromSource<std::string>(
       this->ssc().engine(), "kafka", n,
       [this, ranges = plan.ranges](int p, engine::TaskContext& tc, engine::Emit<std::string> emit) {
-        return reader_.Read(ranges[static_cast<size_t>(p)], tc, emit);
+        int64_t records = 0, bytes = 0;
+        Status st = reader_.Read(ranges[static_cast<size_t>(p)], tc, [&](std::string&& m) {
+          ++records;
+          bytes += static_cast<int64_t>(m.size());
+          return emit(std::move(m));
+        });
+        read_records_ += records;
+        read_bytes_ += bytes;
+        return st;
       }));
 }
 

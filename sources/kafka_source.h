@@ -109,6 +109,8 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   // Serves the group (rebalances) and fixes where newly assigned partitions start.
   Status BeforePlan() override;
   Result<Planned> PlanFrom(streaming::BatchInfo* info, const KafkaPositions& from) override;
+  // max_bytes_per_batch as a record cap for each of `partitions` owned partitions.
+  int64_t RecordsPerPartitionForBytes(int64_t partitions) const;
   Result<std::optional<engine::Rdd<std::string>>> Read(const KafkaPlan& plan) override;
   // Counts what the batch skipped; publishes its offsets to the group (asynchronously).
   void OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) override;
@@ -123,6 +125,9 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   KafkaRangeReader reader_;           // this query's consumers (queries read at their own offsets)
   const std::string query_;
   std::atomic<int64_t> lost_{0};
+  // What this source's tasks have read, for max_bytes_per_batch's estimate.
+  std::atomic<int64_t> read_records_{0};
+  std::atomic<int64_t> read_bytes_{0};
   // The source's own state; never held across a broker call or a call into the subscription.
   mutable std::mutex mu_;
   std::set<TopicPartition> owned_;                          // guarded by mu_

@@ -56,6 +56,43 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// Kill in the middle of a spilling batch: 150k events over ~150k keys in batches of 50k, with
+// a 16 MiB budget (a task's share is 4 MiB), killed once the second run is on disk.
+TEST(CrashPointSpillTest, KilledMidSpillLeavesNoSpillFileAndTheRestartIsExact) {
+  TempDir dir, reference;
+  const std::string events = dir.path() + "/events.jsonl";
+  auto gen = RunProcess({RunnelBinary(), "gen", "--events", "150000", "--customers", "20", "--urls",
+                         "100000", "--seed", "3", "--out", events});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  auto config = [&](const std::string& d) {
+    std::string c = HourlyConfig(d, events, 50000, "1d");
+    c.replace(c.find("engine: { workers: 2 }"), 22, "engine: { workers: 2, memory_budget: 16MiB }");
+    WriteText(d + "/q.yaml", c);
+    return d + "/q.yaml";
+  };
+  auto uninterrupted = RunProcess(RunArgv(config(reference.path())));
+  ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.err;
+  auto spill_files = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& f :
+         std::filesystem::directory_iterator(dir.path() + "/state/engine/spill", ec)) {
+      n += f.is_regular_file() ? 1 : 0;
+    }
+    return n;
+  };
+  auto crashed = RunProcess(RunArgv(config(dir.path()), "mid_spill:2"));
+  ASSERT_EQ(crashed.exit_code, 128 + 9) << crashed.err;
+  EXPECT_NE(crashed.err.find("crash point reached"), std::string::npos) << crashed.err;
+  EXPECT_EQ(spill_files(), 0);
+  auto restarted = RunProcess(RunArgv(dir.path() + "/q.yaml"));
+  ASSERT_EQ(restarted.exit_code, 0) << restarted.err;
+  EXPECT_EQ(spill_files(), 0);
+  const auto want = SinkContent(reference.path());
+  EXPECT_GT(want.size(), 100000u);
+  EXPECT_EQ(SinkContent(dir.path()), want);
+}
+
 // A torn write at a crash: after a kill right after batch 17's commit (the checkpoint of batch
 // 10 flushed what came before, so the write-ahead log holds batches 11-17), the newest state
 // WAL is cut in the middle of a record. RocksDB recovers what the log still holds whole

@@ -196,6 +196,30 @@ TEST(KafkaFaultsTest, RateControlCapsTheFirstBatchThenFollowsTheProcessingRate) 
   EXPECT_EQ(service.Terminate(seconds(30)), 0);
 }
 
+// 20000 golden events (~146 bytes each, 2.9 MB) in one partition, read with a 512KiB byte cap
+// (and a record cap that alone would take them in one batch): the first batch takes at most
+// 512 (1 KiB a message before any was read), the later ones ~3600 (the average read so far).
+TEST(KafkaFaultsTest, MaxBytesPerBatchCutsBatchesByTheAverageMessageSizeAndStaysExact) {
+  Broker broker({"clicks:1"});
+  TempDir dir;
+  Produce(broker.bootstrap(), "clicks", GoldenDir() + "/clicks-clean.jsonl");
+  std::string config =
+      WithKafkaSource(HourlyConfig(dir.path(), "unused", 1000, "1d"), broker.bootstrap(), 100000);
+  const std::string cap = "max_records_per_partition: 100000";
+  config.replace(config.find(cap), cap.size(), cap + ", max_bytes_per_batch: 512KiB");
+  WriteText(dir.path() + "/q.yaml", config);
+  auto run =
+      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::smatch m;
+  const std::regex caught_up("caught up after ([0-9]+) batches: ([0-9]+) records");
+  ASSERT_TRUE(std::regex_search(run.err, m, caught_up)) << run.err;
+  EXPECT_EQ(std::stoi(m[2]), 20000);
+  EXPECT_GE(std::stoi(m[1]), 6) << run.err;   // 1 + ceil((20000 - 512) / 3590)
+  EXPECT_LE(std::stoi(m[1]), 10) << run.err;  // not the first batch's size throughout
+  EXPECT_EQ(SinkContent(dir.path()), ById(ReadLines(GoldenDir() + "/expected-clean.jsonl")));
+}
+
 TEST(KafkaFaultsTest, OffsetsNoLongerInTheLogFailOrAreSkippedAsConfigured) {
   Broker broker({"clicks:1"});
   TempDir dir;
