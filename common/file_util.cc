@@ -12,39 +12,56 @@
 
 namespace runnel {
 
-Status WriteFileAtomically(const std::string& path, std::string_view content, bool sync) {
+Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Open(std::string path) {
   static std::atomic<uint64_t> counter{0};
-  const std::string tmp = fmt::format("{}.tmp-{}-{}", path, getpid(), counter++);
+  std::string tmp = fmt::format("{}.tmp-{}-{}", path, getpid(), counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::FromErrno("open " + tmp, errno);
+  return std::unique_ptr<AtomicFileWriter>(
+      new AtomicFileWriter(std::move(path), std::move(tmp), fd));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) Abandon(Status::OK()).IgnoreError();
+}
+
+Status AtomicFileWriter::Abandon(Status st) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  return st;
+}
+
+Status AtomicFileWriter::Append(std::string_view bytes) {
+  if (fd_ < 0) return Status::FailedPrecondition("append to " + tmp_ + " after it ended");
   size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd_, bytes.data() + written, bytes.size() - written);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::FromErrno("write " + tmp, err);
+      return Abandon(Status::FromErrno("write " + tmp_, errno));
     }
     written += static_cast<size_t>(n);
   }
-  if (sync && ::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Status::FromErrno("fsync " + tmp, err);
+  return Status::OK();
+}
+
+Status AtomicFileWriter::Commit(bool sync) {
+  if (fd_ < 0) return Status::FailedPrecondition("commit of " + tmp_ + " after it ended");
+  if (sync && ::fsync(fd_) != 0) return Abandon(Status::FromErrno("fsync " + tmp_, errno));
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) return Abandon(Status::FromErrno("close " + tmp_, errno));
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    return Abandon(Status::FromErrno("rename " + tmp_ + " -> " + path_, errno));
   }
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return Status::FromErrno("close " + tmp, err);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    return Status::FromErrno("rename " + tmp + " -> " + path, err);
-  }
+  return Status::OK();
+}
+
+Status WriteFileAtomically(const std::string& path, std::string_view content, bool sync) {
+  ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> file, AtomicFileWriter::Open(path));
+  RETURN_NOT_OK(file->Append(content));
+  RETURN_NOT_OK(file->Commit(sync));
   if (sync) return SyncPath(std::filesystem::path(path).parent_path().string());
   return Status::OK();
 }

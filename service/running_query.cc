@@ -120,8 +120,11 @@ Result<std::unique_ptr<RunningQuery>> BuildQuery(const QueryConfig& qc, const So
             return Status::OK();
           },
       .part =
-          [sinks](BatchId batch, int part, const std::vector<std::string>& records) {
-            for (auto& sink : *sinks) RETURN_NOT_OK(sink->WritePart(batch, part, records));
+          [sinks](BatchId batch, int part, const std::vector<std::string>& records, bool first,
+                  bool last) {
+            for (auto& sink : *sinks) {
+              RETURN_NOT_OK(sink->WritePart(batch, part, records, first, last));
+            }
             return Status::OK();
           },
       .publish =

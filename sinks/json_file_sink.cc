@@ -48,6 +48,10 @@ std::string JsonFileSink::TmpDir(BatchId batch) const {
 }
 
 Status JsonFileSink::Begin(BatchId batch) {
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(open_, [&](const auto& p) { return p.first.first == batch.value(); });
+  }
   // What an earlier attempt of this batch left (it may have had other parts) goes.
   std::error_code ec;
   std::filesystem::remove_all(TmpDir(batch), ec);
@@ -55,21 +59,40 @@ Status JsonFileSink::Begin(BatchId batch) {
   return Status::OK();
 }
 
-Status JsonFileSink::WritePart(BatchId batch, int part, const std::vector<std::string>& records) {
-  if (records.empty()) return Status::OK();
-  const std::string tmp_dir = TmpDir(batch);
-  RETURN_NOT_OK(MakeDirs(tmp_dir));  // parts may create it at once: an existing one is fine
-  size_t bytes = 0;
-  for (const std::string& r : records) bytes += r.size() + 1;
-  std::string content;
-  content.reserve(bytes);
-  for (const std::string& r : records) {
-    content += r;
-    content.push_back('\n');
+Status JsonFileSink::WritePart(BatchId batch, int part, const std::vector<std::string>& records,
+                               bool first, bool last) {
+  const std::pair<int64_t, int> id{batch.value(), part};
+  AtomicFileWriter* file = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    if (first) open_.erase(id);  // a retried task's part starts over
+    if (auto it = open_.find(id); it != open_.end()) file = it->second.get();
   }
-  const std::string path = fmt::format("{}/part-{:05d}.jsonl", tmp_dir, part);
-  RETURN_NOT_OK(WriteFileAtomically(path, content));
-  return SyncPath(path);
+  if (!records.empty()) {
+    if (file == nullptr) {
+      const std::string tmp_dir = TmpDir(batch);
+      RETURN_NOT_OK(MakeDirs(tmp_dir));  // parts may create it at once: an existing one is fine
+      ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> opened,
+                       AtomicFileWriter::Open(fmt::format("{}/part-{:05d}.jsonl", tmp_dir, part)));
+      file = opened.get();
+      std::lock_guard lock(mu_);
+      open_[id] = std::move(opened);
+    }
+    size_t bytes = 0;
+    for (const std::string& r : records) bytes += r.size() + 1;
+    std::string content;
+    content.reserve(bytes);
+    for (const std::string& r : records) {
+      content += r;
+      content.push_back('\n');
+    }
+    RETURN_NOT_OK(file->Append(content));
+  }
+  if (!last || file == nullptr) return Status::OK();
+  Status st = file->Commit(/*sync=*/true);
+  std::lock_guard lock(mu_);
+  open_.erase(id);
+  return st;
 }
 
 Status JsonFileSink::Publish(BatchId batch) {

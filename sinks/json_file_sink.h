@@ -3,7 +3,8 @@
 // whole). An _id is in one part of a batch.
 //
 // A batch's parts are written into a temporary directory PATH/QUERY/.tmp-batch=ID (each file
-// through a temporary name and fsynced by the thread that wrote it), then Publish fsyncs the
+// chunk by chunk under a temporary name, then fsynced and renamed by the thread that wrote
+// its last chunk), then Publish fsyncs the
 // directory and renames it to batch=ID (the parent fsynced too): a batch directory is complete
 // once it exists. Begin empties the temporary directory, so a batch rerun after a crash
 // between output and commit replaces its whole directory, and the sink's content is exact
@@ -15,12 +16,17 @@
 // new values. Claim ties PATH/QUERY to one state's incarnation (the file PATH/QUERY/INCARNATION)
 // and refuses a directory that holds another incarnation's batches.
 //
-// Thread safety: Write may be called from one thread at a time per query.
+// Thread safety: as RecordSink (sinks/record_sink.h).
 #pragma once
 
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/file_util.h"
 #include "common/ids.h"
 #include "common/result.h"
 #include "sinks/record_sink.h"
@@ -35,7 +41,8 @@ class JsonFileSink final : public RecordSink {
   JsonFileSink(std::string root, std::string query);
 
   Status Begin(BatchId batch) override;
-  Status WritePart(BatchId batch, int part, const std::vector<std::string>& records) override;
+  Status WritePart(BatchId batch, int part, const std::vector<std::string>& records, bool first,
+                   bool last) override;
   Status Publish(BatchId batch) override;
 
   // Before the first Write: marks PATH/QUERY as the output of state incarnation `incarnation`.
@@ -56,6 +63,9 @@ class JsonFileSink final : public RecordSink {
   std::string TmpDir(BatchId batch) const;
 
   const std::string dir_;
+  std::mutex mu_;
+  // Parts being written, by (batch, part); guarded by mu_ (each file by its part's writer).
+  std::map<std::pair<int64_t, int>, std::unique_ptr<AtomicFileWriter>> open_;
 };
 
 }  // namespace runnel::sinks

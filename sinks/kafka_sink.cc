@@ -97,7 +97,8 @@ KafkaSink::~KafkaSink() {
   rd_kafka_destroy(producer_);  // no report is served after this: `deliveries_` may go
 }
 
-Status KafkaSink::WritePart(BatchId batch, int /*part*/, const std::vector<std::string>& records) {
+Status KafkaSink::WritePart(BatchId batch, int /*part*/, const std::vector<std::string>& records,
+                            bool /*first*/, bool /*last*/) {
   if (records.empty()) return Status::OK();
   std::lock_guard write_lock(write_mu_);
   // Reports of earlier parts have all arrived: their counters can go.

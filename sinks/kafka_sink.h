@@ -1,7 +1,7 @@
 // KafkaSink: a query's output records produced to a Kafka topic, each keyed by its `_id` with
 // the batch id in the header `runnel-batch-id`, by librdkafka's idempotent producer
 // (enable.idempotence: no duplicates from producer retries). WritePart returns once the broker
-// acknowledged every record of the part, so a batch commits only after its output is in
+// acknowledged every record of the chunk, so a batch commits only after its output is in
 // Kafka. At-least-once: a batch rerun after a crash between its parts and the commit produces its
 // records again (same keys, same batch id header; a compacted topic or a consumer that keeps
 // the latest value per key sees exact aggregates).
@@ -37,7 +37,8 @@ class KafkaSink final : public RecordSink {
   // Errors no retry can fix (a record over the broker's size limit, an invalid record, no
   // authorization for the topic) are InvalidArgument naming the record's _id: the query stops.
   // Others (the broker away, a batch not acknowledged in time) are Unavailable: retried.
-  Status WritePart(BatchId batch, int part, const std::vector<std::string>& records) override;
+  Status WritePart(BatchId batch, int part, const std::vector<std::string>& records, bool first,
+                   bool last) override;
 
   struct Deliveries;  // the delivery reports of one WritePart (kafka_sink.cc)
 

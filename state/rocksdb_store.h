@@ -5,7 +5,11 @@
 //
 // Commit writes the batch's puts and deletes, its positions and its id in ONE WriteBatch with
 // the WAL on (and synced unless `sync_commits` is off): that write is the commit point, so
-// after a crash (kill -9 included) a namespace holds every change of a batch or none.
+// after a crash (kill -9 included) a namespace holds every change of a batch or none. A batch
+// too large to hold commits sorted runs instead: SST files its partitions wrote (SstFileWriter,
+// in `path`-ingest/), plus one for its remaining puts and one for its batch record in the
+// default family, ingested in ONE IngestExternalFiles call across the two families, which
+// RocksDB records atomically in the MANIFEST: the same all-or-nothing commit point.
 // All column families share one block cache, which the memtables are charged to.
 //
 // Retention: a commit's `expire_before_ms` becomes its family's cutoff; a compaction filter
@@ -59,7 +63,10 @@ class RocksDbStateStore final : public streaming::StateStore {
       const std::string& ns, const std::vector<std::string>& keys) override;
   Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
               const std::function<bool(const std::string&, const std::string&)>& fn) override;
+  // With runs, deletes are not supported (InvalidArgument).
   Status Commit(const streaming::BatchCommit& commit) override;
+  // An SST file in `path`-ingest/, removed unless committed (and at the next Open).
+  Result<std::unique_ptr<streaming::SortedRun>> NewSortedRun(const std::string& ns) override;
   Result<std::optional<streaming::CommittedBatch>> LastCommitted(const std::string& ns) override;
   Status Reset(const std::string& ns) override;
   // Reopens the database when a write failed (Recover).
@@ -89,6 +96,13 @@ class RocksDbStateStore final : public streaming::StateStore {
 
  private:
   class RetentionFilterFactory;
+  class SstRun;
+
+  // Commit of a batch with runs (commit_mu_ and db_mu_ held).
+  Status CommitRuns(const streaming::BatchCommit& commit, rocksdb::ColumnFamilyHandle* cf,
+                    const streaming::BatchRecord& next);
+  Result<std::unique_ptr<SstRun>> NewSstRun(const std::string& ns);
+  std::string IngestDir() const { return options_.path + "-ingest"; }
 
   RocksDbStateStore(RocksDbOptions options, std::unique_ptr<rocksdb::DB> db,
                     std::map<std::string, rocksdb::ColumnFamilyHandle*> families,
@@ -130,7 +144,8 @@ class RocksDbStateStore final : public streaming::StateStore {
   std::atomic<bool> write_failed_{false};  // a write failed: the next call reopens the db
   std::mutex families_mu_;                 // guards families_ (handles live until the store closes)
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
-  std::string incarnation_;  // set at open, then constant
+  std::string incarnation_;            // set at open, then constant
+  std::atomic<uint64_t> next_run_{0};  // names the runs' files
 };
 
 // Converts a RocksDB status at the module edge, deciding its retry scope: a full disk may drain

@@ -137,9 +137,12 @@ void AggregationQuery::Attach(const DStream<std::string>& lines, OutputFn sink,
                       return Status::OK();
                     },
                 .part =
-                    [gathered](BatchId, int part, const std::vector<std::string>& records) {
+                    [gathered](BatchId, int part, const std::vector<std::string>& records,
+                               bool first, bool /*last*/) {
                       std::lock_guard lock(gathered->mu);
-                      gathered->parts[part] = records;
+                      auto& kept = gathered->parts[part];
+                      if (first) kept.clear();
+                      kept.insert(kept.end(), records.begin(), records.end());
                       return Status::OK();
                     },
                 .publish =
@@ -170,8 +173,13 @@ void AggregationQuery::Attach(const DStream<std::string>& lines, Output output,
 // which keeps only their number).
 struct AggregationQuery::MergedPart {
   std::vector<std::pair<std::string, std::string>> puts;
+  int64_t put_bytes = 0;  // of `puts`
+  // Past its share, the partition's puts go to a sorted run (and leave `puts`) as it merges.
+  std::unique_ptr<SortedRun> run;
   std::vector<std::string> out;
+  int64_t out_bytes = 0;  // of `out`
   int64_t records_out = 0;
+  bool out_started = false;  // a chunk of the part went to the sink
 };
 
 // What reading one batch found: its merged partitions and what the accumulators counted.
@@ -204,9 +212,14 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   BatchCommit commit;
   commit.ns = options_->name;
   int64_t records_out = 0;
+  std::vector<std::unique_ptr<SortedRun>> runs;  // kept until the commit applied them
   for (MergedPart& part : scan.parts) {
     std::move(part.puts.begin(), part.puts.end(), std::back_inserter(commit.puts));
     records_out += part.records_out;
+    if (part.run) {
+      commit.runs.push_back(part.run.get());
+      runs.push_back(std::move(part.run));
+    }
     part = {};
   }
   next_watermark.AdvanceTo(scan.max_event_time);
@@ -214,7 +227,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     ASSIGN_OR_RETURN(std::vector<std::string> out,
                      SelectFinal(commit, watermark_now, next_watermark.current()));
     records_out = static_cast<int64_t>(out.size());
-    if (output_.part) RETURN_NOT_OK(output_.part(batch_id, 0, out));
+    if (output_.part) RETURN_NOT_OK(output_.part(batch_id, 0, out, true, true));
   }
 
   BatchRecord& record = commit.record;
@@ -320,28 +333,53 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
   scan.parts.resize(static_cast<size_t>(partials.num_partitions()));
   const BatchId batch_id = info->progress.batch_id;
   const bool update = opts->output_mode == OutputMode::kUpdate;
+  // A partition's puts and records past these go to a sorted run and to the sink as it
+  // merges (final mode selects its output from the puts: they stay).
+  const int64_t share = ctx.task_memory_bytes();
+  const int64_t run_past = update ? std::min<int64_t>(share / 4, 1 << 20) : INT64_MAX;
+  const int64_t out_past = std::max<int64_t>(share / 8, 64 << 10);
+  auto flush = [&](int p, MergedPart& part, bool last) -> Status {
+    if (part.run != nullptr || part.put_bytes > run_past) {
+      if (part.run == nullptr) {
+        ASSIGN_OR_RETURN(part.run, store_->NewSortedRun(opts->name));
+      }
+      for (const auto& [k, v] : part.puts) RETURN_NOT_OK(part.run->Add(k, v));
+      std::vector<std::pair<std::string, std::string>>().swap(part.puts);
+      part.put_bytes = 0;
+      if (last) RETURN_NOT_OK(part.run->Finish());
+    }
+    if (!output_.part || (!last && part.out_bytes <= out_past)) return Status::OK();
+    if (!part.out.empty() || (last && part.out_started)) {
+      RETURN_NOT_OK(output_.part(batch_id, p, part.out, !part.out_started, last));
+      part.out_started = true;
+    }
+    part.out.clear();
+    part.out_bytes = 0;
+    return Status::OK();
+  };
   RETURN_NOT_OK(partials.RunOnPartitions(
       AllPartitionsOf(partials.num_partitions()), [&](int p, engine::TaskContext& tc) {
         MergedPart& part = scan.parts[static_cast<size_t>(p)];
         part = {};  // a retried attempt starts over
         std::vector<std::pair<std::string, AggRow>> chunk;
         Status merged;
+        int64_t keys = 0;
         RETURN_NOT_OK(partials.node()->Iterate(p, tc, [&](std::pair<std::string, AggRow>&& kv) {
           chunk.push_back(std::move(kv));
+          ++keys;
           if (chunk.size() == kMergeChunk) {
             merged = MergeChunk(&chunk, update, &part);
+            if (merged.ok()) merged = flush(p, part, /*last=*/false);
             chunk.clear();
           }
           return merged.ok();
         }));
         RETURN_NOT_OK(merged);
-        tc.metrics().records_out += static_cast<int64_t>(part.puts.size() + chunk.size());
+        tc.metrics().records_out += keys;
         RETURN_NOT_OK(MergeChunk(&chunk, update, &part));
-        // The partition's records go to the sink from here: the driver never holds them all.
-        part.records_out = static_cast<int64_t>(part.out.size());
-        if (update && output_.part && !part.out.empty()) {
-          RETURN_NOT_OK(output_.part(batch_id, p, part.out));
-        }
+        // The partition's records go to the sink from here, its puts to a run past its share:
+        // the driver never holds them all.
+        RETURN_NOT_OK(flush(p, part, /*last=*/true));
         std::vector<std::string>().swap(part.out);
         return Status::OK();
       }));
@@ -388,8 +426,14 @@ Status AggregationQuery::MergeChunk(std::vector<std::pair<std::string, AggRow>>*
       ASSIGN_OR_RETURN(current, DecodeRow(*stored[i]));
     }
     MergeRow(options_->aggregates, partial, &current);
-    if (update) part->out.push_back(FormatRecord(key, current));
+    if (update) {
+      part->out.push_back(FormatRecord(key, current));
+      part->out_bytes += static_cast<int64_t>(part->out.back().size());
+      ++part->records_out;
+    }
     part->puts.emplace_back(std::move(key), EncodeRow(current));
+    part->put_bytes +=
+        static_cast<int64_t>(part->puts.back().first.size() + part->puts.back().second.size());
   }
   return Status::OK();
 }

@@ -53,11 +53,14 @@ class AggregationQuery {
  public:
   // Where a batch's output records (one JSON object each) go, in parts, before the batch
   // commits: `begin` on the query's thread before the batch's job runs; `part` from the
-  // workers at once, for each reduce partition with records (again when its task is retried:
-  // it replaces the earlier call's records); `publish` on the query's thread after every part.
+  // workers at once, each reduce partition's records in chunks (`first` starts the part, again
+  // when its task is retried, replacing what the earlier attempt wrote; `last` ends it);
+  // `publish` on the query's thread after every part.
   struct Output {
     std::function<Status(BatchId)> begin;
-    std::function<Status(BatchId, int part, const std::vector<std::string>& records)> part;
+    std::function<Status(BatchId, int part, const std::vector<std::string>& records, bool first,
+                         bool last)>
+        part;
     std::function<Status(BatchId)> publish;
   };
   // Receives the batch's output records (one JSON object each, in key order) at once.

@@ -52,6 +52,31 @@ Status InMemoryStateStore::Scan(
   return Status::OK();
 }
 
+namespace {
+
+class InMemoryRun final : public SortedRun {
+ public:
+  Status Add(std::string_view key, std::string_view value) override {
+    if (!rows_.empty() && !(rows_.back().first < key)) {
+      return Status::InvalidArgument("sorted run: keys out of order");
+    }
+    rows_.emplace_back(key, value);
+    return Status::OK();
+  }
+  Status Finish() override { return Status::OK(); }
+  int64_t entries() const override { return static_cast<int64_t>(rows_.size()); }
+  const std::vector<std::pair<std::string, std::string>>& rows() const { return rows_; }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> rows_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SortedRun>> InMemoryStateStore::NewSortedRun(const std::string&) {
+  return std::unique_ptr<SortedRun>(std::make_unique<InMemoryRun>());
+}
+
 Status InMemoryStateStore::Commit(const BatchCommit& commit) {
   std::lock_guard lock(mu_);
   Namespace& n = namespaces_[commit.ns];
@@ -61,6 +86,9 @@ Status InMemoryStateStore::Commit(const BatchCommit& commit) {
                                                   n.last->record.batch_id));
   }
   for (const auto& [k, v] : commit.puts) n.data[k] = v;
+  for (SortedRun* run : commit.runs) {
+    for (const auto& [k, v] : static_cast<InMemoryRun*>(run)->rows()) n.data[k] = v;
+  }
   for (const auto& k : commit.deletes) n.data.erase(k);
   n.last = CommittedBatch{MergeRecord(n.last ? &n.last->record : nullptr, commit.record)};
   return Status::OK();

@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/ids.h"
@@ -24,11 +26,30 @@
 
 namespace runnel::streaming {
 
+// A sorted run of puts of one namespace, written ahead of the commit that applies it (see
+// BatchCommit::runs): a batch too large to hold in memory has each reduce partition write its
+// own puts into a run as it merges them. Made by StateStore::NewSortedRun; applied only by the
+// store that made it. A run not committed is discarded when destroyed.
+//
+// Thread safety: one thread at a time per run; runs of one store may be written at once.
+class SortedRun {
+ public:
+  virtual ~SortedRun() = default;
+  // Keys strictly increasing (bytewise).
+  virtual Status Add(std::string_view key, std::string_view value) = 0;
+  // After the last Add; then the run may go into a BatchCommit.
+  virtual Status Finish() = 0;
+  virtual int64_t entries() const = 0;
+};
+
 // Everything one batch of one query changes, applied atomically.
 struct BatchCommit {
   std::string ns;  // the query's namespace
   std::vector<std::pair<std::string, std::string>> puts;
   std::vector<std::string> deletes;
+  // Finished runs of `ns` (not owned; they outlive the Commit): applied with the puts, in the
+  // same atomic commit. No key is in two runs or in a run and the puts.
+  std::vector<SortedRun*> runs;
   // The batch's record, merged into the stored one (MergeRecord): an input this batch did not
   // plan keeps its last position, a field the batch leaves unset its stored value. Its
   // expire_before_ms is retention: keys whose time (StateKeyTime, streaming/state_key.h) is
@@ -63,6 +84,8 @@ class StateStore {
   // Applies `commit` atomically. Batch ids of a namespace must increase (empty batches that
   // commit nothing leave gaps).
   virtual Status Commit(const BatchCommit& commit) = 0;
+  // A new, empty run of puts for a later Commit of `ns`.
+  virtual Result<std::unique_ptr<SortedRun>> NewSortedRun(const std::string& ns) = 0;
   // The last committed batch of `ns`, or nullopt when none was.
   virtual Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) = 0;
   // Drops every key of `ns` and its batch record but the batch id; its batch ids go on from
@@ -80,6 +103,8 @@ class InMemoryStateStore final : public StateStore {
   Status Scan(const std::string& ns, const std::string& begin, const std::string& end,
               const std::function<bool(const std::string&, const std::string&)>& fn) override;
   Status Commit(const BatchCommit& commit) override;
+  // A run held in memory.
+  Result<std::unique_ptr<SortedRun>> NewSortedRun(const std::string& ns) override;
   Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override;
   Status Reset(const std::string& ns) override;
 

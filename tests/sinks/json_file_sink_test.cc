@@ -36,21 +36,27 @@ TEST(JsonFileSinkTest, PartsWrittenAtOnceArePublishedAsOneAndARerunReplacesThemA
   // A first attempt of batch 0 wrote parts 0..3 and died before Publish.
   ASSERT_TRUE(sink.Begin(BatchId(0)).ok());
   for (int p = 0; p < 4; ++p) {
-    ASSERT_TRUE(sink.WritePart(BatchId(0), p, {fmt::format(R"({{"_id":"old{}"}})", p)}).ok());
+    ASSERT_TRUE(
+        sink.WritePart(BatchId(0), p, {fmt::format(R"({{"_id":"old{}"}})", p)}, true, true).ok());
   }
   EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=0"));  // invisible until Publish
-  // The rerun has parts 1 and 3 only (written from threads at once; part 3 twice, as by a
-  // retried task), and part 0 empty.
+  // The rerun has parts 1 and 3 only (written from threads at once; part 1 in two chunks;
+  // part 3's first attempt dies after a chunk and its retry writes it whole), and part 0 empty.
   ASSERT_TRUE(sink.Begin(BatchId(0)).ok());
   std::vector<std::thread> writers;
   std::vector<Status> results(3);
-  writers.emplace_back([&] { results[0] = sink.WritePart(BatchId(0), 0, {}); });
+  writers.emplace_back([&] { results[0] = sink.WritePart(BatchId(0), 0, {}, true, true); });
   writers.emplace_back([&] {
-    results[1] = sink.WritePart(BatchId(0), 1, {R"({"_id":"b","n":1})", R"({"_id":"c","n":1})"});
+    results[1] = sink.WritePart(BatchId(0), 1, {R"({"_id":"b","n":1})"}, true, false);
+    if (results[1].ok()) {
+      results[1] = sink.WritePart(BatchId(0), 1, {R"({"_id":"c","n":1})"}, false, true);
+    }
   });
   writers.emplace_back([&] {
-    results[2] = sink.WritePart(BatchId(0), 3, {R"({"_id":"a","n":0})"});
-    if (results[2].ok()) results[2] = sink.WritePart(BatchId(0), 3, {R"({"_id":"a","n":1})"});
+    results[2] = sink.WritePart(BatchId(0), 3, {R"({"_id":"a","n":0})"}, true, false);
+    if (results[2].ok()) {
+      results[2] = sink.WritePart(BatchId(0), 3, {R"({"_id":"a","n":1})"}, true, true);
+    }
   });
   for (auto& w : writers) w.join();
   for (const Status& st : results) ASSERT_TRUE(st.ok()) << st.ToString();
@@ -66,7 +72,7 @@ TEST(JsonFileSinkTest, PartsWrittenAtOnceArePublishedAsOneAndARerunReplacesThemA
                                       R"({"_id":"c","n":1})"}));
   // A batch whose parts all had no records publishes nothing.
   ASSERT_TRUE(sink.Begin(BatchId(1)).ok());
-  ASSERT_TRUE(sink.WritePart(BatchId(1), 0, {}).ok());
+  ASSERT_TRUE(sink.WritePart(BatchId(1), 0, {}, true, true).ok());
   ASSERT_TRUE(sink.Publish(BatchId(1)).ok());
   EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=1"));
 }

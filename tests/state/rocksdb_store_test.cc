@@ -61,6 +61,66 @@ TEST_F(RocksDbStoreTest, CommitIsVisibleWithItsPositionsAndSurvivesReopen) {
   EXPECT_EQ(last->record.watermark_ms, 10);
 }
 
+// A batch too large to hold commits sorted runs (SST files) with its remaining puts and its
+// record in one atomic ingestion; runs not committed leave no file.
+TEST_F(RocksDbStoreTest, SortedRunsCommitWithThePutsAndTheRecordAndLeaveNoFile) {
+  const std::string ingest = dir_ + "-ingest";
+  auto files_in = [](const std::string& dir) {
+    int n = 0;
+    for (const auto& f : std::filesystem::directory_iterator(dir)) n += f.is_regular_file();
+    return n;
+  };
+  {
+    auto store = Open();
+    ASSERT_TRUE(store->Commit(Batch(0, {{"a", "a0"}, {"m", "m0"}}, 10)).ok());
+    auto r1 = store->NewSortedRun("q").value();
+    auto r2 = store->NewSortedRun("q").value();
+    auto empty = store->NewSortedRun("q").value();
+    for (const auto& [k, v] :
+         std::vector<std::pair<std::string, std::string>>{{"b", "b1"}, {"d", "d1"}, {"m", "m1"}}) {
+      ASSERT_TRUE(r1->Add(k, v).ok());
+    }
+    for (const auto& [k, v] :
+         std::vector<std::pair<std::string, std::string>>{{"a", "a1"}, {"c", "c1"}}) {
+      ASSERT_TRUE(r2->Add(k, v).ok());
+    }
+    EXPECT_FALSE(r2->Add("b", "out of order").ok());
+    for (auto* r : {r1.get(), r2.get(), empty.get()}) ASSERT_TRUE(r->Finish().ok());
+    EXPECT_EQ(files_in(ingest), 2);  // an empty run has no file
+    streaming::BatchCommit commit = Batch(1, {{"z", "z1"}}, 20);
+    commit.runs = {r1.get(), r2.get(), empty.get()};
+    const Status st = store->Commit(commit);
+    ASSERT_TRUE(st.ok()) << st;
+    EXPECT_EQ(files_in(ingest), 0);  // moved into the database
+    // A run that is never committed goes when it does.
+    auto dropped = store->NewSortedRun("q").value();
+    ASSERT_TRUE(dropped->Add("y", "never").ok());
+    ASSERT_TRUE(dropped->Finish().ok());
+    EXPECT_EQ(files_in(ingest), 1);
+  }
+  EXPECT_EQ(files_in(ingest), 0);
+  { std::ofstream(ingest + "/left-by-a-crash.sst") << "x"; }
+  auto store = Open();
+  EXPECT_EQ(files_in(ingest), 0);  // what a crash left is removed at open
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"a", "a1"}, {"b", "b1"}, {"c", "c1"}, {"d", "d1"}, {"m", "m1"}, {"z", "z1"}};
+  std::vector<std::pair<std::string, std::string>> got;
+  ASSERT_TRUE(store
+                  ->Scan("q", "", "",
+                         [&](const std::string& k, const std::string& v) {
+                           got.emplace_back(k, v);
+                           return true;
+                         })
+                  .ok());
+  EXPECT_EQ(got, want);
+  EXPECT_FALSE(store->Get("q", "y").value().has_value());
+  EXPECT_EQ(Offset(*store->LastCommitted("q").value()), 20);
+  // Batch ids still increase across both kinds of commit.
+  EXPECT_FALSE(store->Commit(Batch(1, {{"k", "v"}}, 30)).ok());
+  ASSERT_TRUE(store->Commit(Batch(2, {{"a", "a2"}}, 30)).ok());
+  EXPECT_EQ(store->Get("q", "a").value(), std::optional<std::string>("a2"));
+}
+
 // A disk that fills up or fails: commits fail with a transient status and change nothing;
 // once the disk is back, the same batch commits and the store is whole after a reopen.
 class DiskFaultTest : public RocksDbStoreTest, public ::testing::WithParamInterface<std::string> {};
@@ -142,6 +202,18 @@ TEST_P(DiskFaultTest, CommitsFailTransientlyWhileTheDiskFailsAndResumeAfter) {
     std::this_thread::sleep_for(std::chrono::milliseconds(120));  // the control file is polled
     for (int attempt = 0; attempt < 3; ++attempt) {
       const Status st = store->Commit(Batch(1, {{"k", "v1"}}, 20));
+      EXPECT_EQ(st.retry(), RetryScope::kBatch) << st;
+    }
+    {
+      // A batch that writes sorted runs fails as transiently, at the run or at the commit.
+      auto run = store->NewSortedRun("q").value();
+      Status st = run->Add("k", "v1");
+      if (st.ok()) st = run->Finish();
+      if (st.ok()) {
+        streaming::BatchCommit commit = Batch(1, {}, 20);
+        commit.runs = {run.get()};
+        st = store->Commit(commit);
+      }
       EXPECT_EQ(st.retry(), RetryScope::kBatch) << st;
     }
     std::filesystem::remove(control);

@@ -17,6 +17,9 @@ class ForwardingStateStore : public StateStore {
     return inner_->Scan(ns, b, e, fn);
   }
   Status Commit(const BatchCommit& commit) override { return inner_->Commit(commit); }
+  Result<std::unique_ptr<SortedRun>> NewSortedRun(const std::string& ns) override {
+    return inner_->NewSortedRun(ns);
+  }
   Result<std::optional<CommittedBatch>> LastCommitted(const std::string& ns) override {
     return inner_->LastCommitted(ns);
   }
