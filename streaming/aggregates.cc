@@ -69,6 +69,29 @@ void CapTopK(int top_k, ValueCounts* values) {
   (*values)["__other__"] = other;
 }
 
+// A value seen for the first time, into a top-k map that is full (k values and __other__): it
+// displaces the kept value that ranks last (fewest, then the largest value) when it ranks
+// before it, and is counted under __other__ otherwise. The same result as inserting it and
+// CapTopK, in one pass without sorting or copying the map.
+void AddToFullTopK(std::string_view value, ValueCounts* values) {
+  auto other = values->find("__other__");
+  auto last = values->end();
+  for (auto it = values->begin(); it != values->end(); ++it) {
+    if (it == other) continue;
+    if (last == values->end() || it->second < last->second ||
+        (it->second == last->second && it->first > last->first)) {
+      last = it;
+    }
+  }
+  if (last != values->end() && (last->second < 1 || (last->second == 1 && value < last->first))) {
+    other->second += last->second;
+    values->erase(last);
+    values->emplace(value, 1);
+  } else {
+    ++other->second;
+  }
+}
+
 }  // namespace
 
 void HashSet64::Normalize() const {
@@ -145,6 +168,9 @@ Status AddValue(const AggregateSpec& spec, std::string_view value, AggCell* cell
     case Kind::kCountValues:
       if (auto it = cell->values.find(value); it != cell->values.end()) {
         ++it->second;
+      } else if (spec.top_k > 0 && static_cast<int>(cell->values.size()) == spec.top_k + 1 &&
+                 cell->values.contains("__other__")) {
+        AddToFullTopK(value, &cell->values);
       } else {
         cell->values.emplace(value, 1);
         CapTopK(spec.top_k, &cell->values);

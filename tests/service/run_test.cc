@@ -1,5 +1,7 @@
 // `runnel run --available-now` end to end: file source, RocksDB state, JSON sink.
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -56,6 +58,76 @@ TEST(RunTest, ASecondRunContinuesFromCommittedPositions) {
       RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
   ASSERT_EQ(r3.exit_code, 0) << r3.err;
   EXPECT_NE(r3.err.find("caught up after 0 batches"), std::string::npos) << r3.err;
+}
+
+// At scale, within a small budget (16 MiB: a task's share is 4 MiB, so batches spill and
+// commit sorted runs): `runnel gen` events, the engine's and the state's large paths.
+std::string SmallBudget(std::string config) {
+  config.replace(config.find("engine: { workers: 2 }"), 22,
+                 "engine: { workers: 2, memory_budget: 16MiB }");
+  return config;
+}
+
+TEST(RunTest, ExactDistinctCountsAtScaleEqualThePageViewsOfUniqueVisitors) {
+  // Every event has its own session: each (customer, url, hour)'s visitors must equal its
+  // page views, over 300k events and ~12.5k visitors a key, in batches of 50k.
+  TempDir dir;
+  const std::string events = dir.path() + "/events.jsonl";
+  auto gen = RunProcess({RunnelBinary(), "gen", "--events", "300000", "--customers", "1", "--urls",
+                         "1", "--unique-sessions", "--seed", "4", "--out", events});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  WriteText(dir.path() + "/q.yaml", SmallBudget(HourlyConfig(dir.path(), events, 50000, "1d")));
+  auto r =
+      RunProcess({RunnelBinary(), "run", "--config", dir.path() + "/q.yaml", "--available-now"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto out = SinkContent(dir.path());
+  ASSERT_EQ(out.size(), 24u);
+  int64_t views = 0;
+  for (const auto& [id, rec] : out) {
+    const auto& m = rec.at("metrics");
+    EXPECT_EQ(m.at("visitors"), m.at("page_views")) << id;
+    EXPECT_GT(m.at("visitors").as_int64(), 10000) << id;
+    views += m.at("page_views").as_int64();
+  }
+  EXPECT_EQ(views, 300000);
+}
+
+TEST(RunTest, FinalModeAtScaleEmitsEachClosedWindowOnceWithTheUpdateModesValue) {
+  // 200k time-ordered events over ~190k keys in batches of 20k: update mode's latest values
+  // are the reference; final mode must emit every window the watermark closed exactly once,
+  // with that value.
+  TempDir dir, final_dir;
+  const std::string events = dir.path() + "/events.jsonl";
+  auto gen = RunProcess({RunnelBinary(), "gen", "--events", "200000", "--customers", "20", "--urls",
+                         "100000", "--disorder", "60", "--seed", "6", "--out", events});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  WriteText(dir.path() + "/q.yaml", SmallBudget(HourlyConfig(dir.path(), events, 20000, "10m")));
+  std::string final_config = SmallBudget(HourlyConfig(final_dir.path(), events, 20000, "10m"));
+  final_config.replace(final_config.find("    sinks:"), 0, "    output_mode: final\n");
+  WriteText(final_dir.path() + "/q.yaml", final_config);
+  for (const std::string& d : {dir.path(), final_dir.path()}) {
+    auto r = RunProcess({RunnelBinary(), "run", "--config", d + "/q.yaml", "--available-now"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  const auto updated = SinkContent(dir.path());
+  ASSERT_GT(updated.size(), 150000u);
+  std::map<std::string, int> emitted;
+  // Every emission, not just the latest: count each _id over all batch directories.
+  for (const auto& b :
+       std::filesystem::directory_iterator(final_dir.path() + "/out/hourly_pages")) {
+    if (!b.is_directory()) continue;
+    for (const auto& part : std::filesystem::directory_iterator(b.path())) {
+      for (const auto& [id, rec] : ById(ReadLines(part.path().string()))) {
+        ++emitted[id];
+        EXPECT_EQ(rec, updated.at(id)) << id;
+      }
+    }
+  }
+  // All hours but the last, which the watermark (10 minutes behind the last event) leaves open.
+  size_t open = 0;
+  for (const auto& [id, rec] : updated) open += rec.at("ts").as_string() == "2017-09-17T23:00:00";
+  EXPECT_EQ(emitted.size(), updated.size() - open);
+  for (const auto& [id, n] : emitted) EXPECT_EQ(n, 1) << id;
 }
 
 TEST(GenTest, WritesTheSeedWorkloadThatRunAggregates) {

@@ -2,6 +2,7 @@
 #include "engine/hash.h"
 #include "streaming/aggregates.pb.h"
 
+#include <algorithm>
 #include <random>
 #include <set>
 
@@ -96,6 +97,55 @@ TEST(AggregatesTest, TopKFoldsTheRestIntoOther) {
   AggregateSpec spec{"r", Kind::kCountValues, "f", 14, 2};
   AggCell c = Of(spec, {"a", "a", "a", "b", "b", "c", "d"});
   EXPECT_EQ(c.values, (ValueCounts{{"a", 3}, {"b", 2}, {"__other__", 2}}));
+}
+
+TEST(AggregatesTest, TopKWithoutSortingPerValueKeepsWhatSortingWouldKeep) {
+  // The reference: insert each new value, then sort by (count desc, value asc), keep k and
+  // fold the rest into __other__ (what every new value cost before).
+  auto reference = [](int k, const std::vector<std::string>& stream) {
+    ValueCounts m;
+    for (const std::string& v : stream) {
+      if (auto it = m.find(v); it != m.end()) {
+        ++it->second;
+        continue;
+      }
+      m.emplace(v, 1);
+      if (static_cast<int>(m.size()) <= k + 1) continue;
+      int64_t other = 0;
+      if (auto it = m.find("__other__"); it != m.end()) {
+        other = it->second;
+        m.erase(it);
+      }
+      std::vector<std::pair<std::string, int64_t>> sorted(m.begin(), m.end());
+      std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+      });
+      m.clear();
+      for (size_t i = 0; i < sorted.size(); ++i) {
+        if (static_cast<int>(i) < k) {
+          m.insert(sorted[i]);
+        } else {
+          other += sorted[i].second;
+        }
+      }
+      m["__other__"] = other;
+    }
+    return m;
+  };
+  std::mt19937 random(5);
+  for (int k : {1, 3, 10}) {
+    for (int round = 0; round < 20; ++round) {
+      // Skewed: a few values often, many once.
+      std::vector<std::string> stream;
+      for (int i = 0; i < 2000; ++i) {
+        const int v =
+            random() % 4 == 0 ? static_cast<int>(random() % 5) : static_cast<int>(random() % 500);
+        stream.push_back("v" + std::to_string(v));
+      }
+      const AggregateSpec spec{"r", Kind::kCountValues, "f", 14, k};
+      EXPECT_EQ(Of(spec, stream).values, reference(k, stream)) << "k=" << k;
+    }
+  }
 }
 
 TEST(AggregatesTest, RowsRoundTripTheirEncoding) {
