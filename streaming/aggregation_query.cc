@@ -89,9 +89,48 @@ std::string AggregationQuery::DefinitionText(const AggregationOptions& o) {
   return text;
 }
 
+namespace {
+
+// Final mode's index: one key per window, kIndexPrefix + the window's end (as a state key's
+// time, so it sorts by time) + the state key, with an empty value. UTF-8 never holds 0xFF, so
+// no state key starts with it; the key ends with the window start, so retention drops index
+// keys with their windows. The marker (kIndexPrefix alone) says whether the index covers
+// every key: "1" when it was kept from the state's first batch on, "0" once an update-mode
+// batch committed keys without index entries.
+constexpr char kIndexPrefix = '\xff';
+const std::string kIndexMarker(1, kIndexPrefix);
+
+std::string IndexKey(EventTimeMs end, const std::string& state_key) {
+  return kIndexMarker + EncodeStateKey({}, end) + state_key;
+}
+
+bool IsIndexKey(const std::string& key) { return !key.empty() && key[0] == kIndexPrefix; }
+
+}  // namespace
+
+Status AggregationQuery::LoadIndexState(bool fresh) {
+  const bool final_mode = options_->output_mode == OutputMode::kFinal;
+  ASSIGN_OR_RETURN(std::optional<std::string> marker, store_->Get(options_->name, kIndexMarker));
+  indexed_ = final_mode && (fresh || (marker && *marker == "1"));
+  marker_to_write_.clear();
+  if (final_mode && indexed_ && !marker) marker_to_write_ = "1";
+  if (!final_mode && marker && *marker == "1") marker_to_write_ = "0";
+  if (final_mode && !indexed_) {
+    Logger("query")->info(
+        "query {}: final mode without a window-end index (the state was written in update "
+        "mode or by an older version): each batch scans the query's state; a new query "
+        "name (a new state) builds the index from its first batch",
+        options_->name);
+  }
+  return Status::OK();
+}
+
 Result<CommittedBatch> AggregationQuery::Recover() {
   ASSIGN_OR_RETURN(std::optional<CommittedBatch> last, store_->LastCommitted(options_->name));
-  if (!last) return CommittedBatch{};
+  if (!last) {
+    RETURN_NOT_OK(LoadIndexState(/*fresh=*/true));
+    return CommittedBatch{};
+  }
   if (const std::string& stored = last->record.definition_fingerprint;
       !stored.empty() && stored != Fingerprint()) {
     const std::string was =
@@ -108,9 +147,12 @@ Result<CommittedBatch> AggregationQuery::Recover() {
         "state (on_definition_change: reset)",
         options_->name, was, Definition());
     RETURN_NOT_OK(store_->Reset(options_->name));
+    RETURN_NOT_OK(LoadIndexState(/*fresh=*/true));
     ASSIGN_OR_RETURN(last, store_->LastCommitted(options_->name));
     if (!last) return CommittedBatch{.reset = true};
     last->reset = true;
+  } else {
+    RETURN_NOT_OK(LoadIndexState(/*fresh=*/false));
   }
   {
     std::lock_guard lock(mu_);
@@ -222,6 +264,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     }
     part = {};
   }
+  if (!marker_to_write_.empty()) commit.puts.emplace_back(kIndexMarker, marker_to_write_);
   next_watermark.AdvanceTo(scan.max_event_time);
   if (options_->output_mode == OutputMode::kFinal) {
     ASSIGN_OR_RETURN(std::vector<std::string> out,
@@ -246,6 +289,7 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
     if (late_output_ && scan.late > 0) RETURN_NOT_OK(late_output_(batch_id, scan.late_lines));
     if (output_.publish) RETURN_NOT_OK(output_.publish(batch_id));
     RETURN_NOT_OK(store_->Commit(commit));
+    marker_to_write_.clear();
   } else {
     info->progress.committed = false;
   }
@@ -431,6 +475,12 @@ Status AggregationQuery::MergeChunk(std::vector<std::pair<std::string, AggRow>>*
       part->out_bytes += static_cast<int64_t>(part->out.back().size());
       ++part->records_out;
     }
+    if (indexed_ && !stored[i]) {
+      std::vector<std::string> values;
+      EventTimeMs start = 0;
+      RETURN_NOT_OK(DecodeStateKey(key, options_->group_by.size(), &values, &start));
+      part->puts.emplace_back(IndexKey(options_->window.EndOf(start), key), std::string());
+    }
     part->puts.emplace_back(std::move(key), EncodeRow(current));
     part->put_bytes +=
         static_cast<int64_t>(part->puts.back().first.size() + part->puts.back().second.size());
@@ -448,15 +498,39 @@ Result<std::vector<std::string>> AggregationQuery::SelectFinal(const BatchCommit
   auto closed_now = [&](const std::string& key) {
     std::vector<std::string> values;
     EventTimeMs start = 0;
-    if (!DecodeStateKey(key, o.group_by.size(), &values, &start).ok()) return false;
+    if (IsIndexKey(key) || !DecodeStateKey(key, o.group_by.size(), &values, &start).ok()) {
+      return false;
+    }
     const EventTimeMs end = o.window.EndOf(start);
     return (from == Watermark::kNone || end > from) && end <= to && start >= expired;
   };
   std::map<std::string, std::string> closed;
-  RETURN_NOT_OK(store_->Scan(o.name, "", "", [&](const std::string& k, const std::string& v) {
-    if (closed_now(k)) closed[k] = v;
-    return true;
-  }));
+  if (indexed_) {
+    // The index's windows with from < end <= to; their rows, but for this batch's own.
+    const std::string begin = IndexKey(from == Watermark::kNone ? INT64_MIN : from + 1, "");
+    const std::string end = IndexKey(to + 1, "");
+    std::vector<std::string> keys;
+    RETURN_NOT_OK(store_->Scan(o.name, begin, end, [&](const std::string& k, const std::string&) {
+      keys.push_back(k.substr(kIndexMarker.size() + 8));
+      return true;
+    }));
+    for (size_t i = 0; i < keys.size(); i += kMergeChunk) {
+      std::vector<std::string> chunk(
+          keys.begin() + static_cast<ptrdiff_t>(i),
+          keys.begin() + static_cast<ptrdiff_t>(std::min(keys.size(), i + kMergeChunk)));
+      ASSIGN_OR_RETURN(auto rows, store_->MultiGet(o.name, chunk));
+      for (size_t j = 0; j < chunk.size(); ++j) {
+        if (rows[j] && closed_now(chunk[j])) closed[chunk[j]] = std::move(*rows[j]);
+      }
+    }
+  } else {
+    // No index: the whole state (its state keys, below the index's).
+    RETURN_NOT_OK(
+        store_->Scan(o.name, "", kIndexMarker, [&](const std::string& k, const std::string& v) {
+          if (closed_now(k)) closed[k] = v;
+          return true;
+        }));
+  }
   for (const auto& [k, v] : commit.puts) {
     if (closed_now(k)) closed[k] = v;
   }
@@ -563,6 +637,7 @@ Result<AggregationQuery::Page> AggregationQuery::ReadPage(
   }
   std::string end = begin;
   if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);  // past the prefix
+  if (end.empty()) end = kIndexMarker;  // the state keys, not final mode's index
   if (!after.empty()) {
     std::vector<std::string> values;
     EventTimeMs start = 0;

@@ -132,9 +132,13 @@ class AggregationQuery {
   // output records) to `part`. Runs on a worker; the chunk's keys are moved out.
   Status MergeChunk(std::vector<std::pair<std::string, AggRow>>* chunk, bool update,
                     MergedPart* part) const;
-  // Final mode's output: every window the watermark's move from `from` to `to` closed.
+  // Final mode's output: every window the watermark's move from `from` to `to` closed. With
+  // the window-end index, it reads only those windows' rows; without (a state written in
+  // update mode or before the index existed), it scans the query's state.
   Result<std::vector<std::string>> SelectFinal(const BatchCommit& commit, EventTimeMs from,
                                                EventTimeMs to);
+  // Whether the final-mode index covers every key, from the state's marker (Recover).
+  Status LoadIndexState(bool fresh);
   // Whether some position differs from the last committed one.
   bool PositionsMoved(const SourcePositions& positions) const;
 
@@ -149,6 +153,12 @@ class AggregationQuery {
   Output output_;
   DeadLetterFn dead_letters_;
   LateFn late_output_;
+  // Final mode's window-end index (kIndexPrefix keys, beside the state keys in the query's
+  // namespace): whether it covers every key, and the marker value the next commit must write
+  // (empty: none). The runner thread only.
+  bool indexed_ = false;
+  std::string marker_to_write_;
+
   mutable std::mutex mu_;
   Watermark watermark_;     // guarded by mu_
   QueryCounters counters_;  // guarded by mu_
