@@ -1,7 +1,7 @@
 // state_bench: the cost of a batch commit and of a checkpoint, each next to a plain RocksDB
 // baseline measured in the same run on the same disk.
 //
-//   state_bench [--keys=1000,10000,100000] [--batches=5] [--checkpoint_keys=1000000]
+//   state_bench [--keys=1000,10000,100000] [--batches=5] [--checkpoint_keys=1000000,10000000]
 //               [--runs=3] [--dir=DIR] [--json=FILE]
 //
 // commit:     per batch of K changed (customer, url, hour) keys, each holding the flagship
@@ -10,7 +10,9 @@
 //             Baseline: DB::Write of a WriteBatch with the same keys and value bytes (synced),
 //             no read, no merge, no encoding.
 // checkpoint: CheckpointStore::Take of a state with N keys (RocksDB checkpoint + CRC32C and
-//             fsync of every file + manifest). Baseline: rocksdb::Checkpoint alone.
+//             fsync of every file + manifest). Baseline: rocksdb::Checkpoint alone. Then, for
+//             each run, a batch of 100k changed keys, a checkpoint after it (only new files
+//             are checksummed), and a restart to ready (open + every query's batch record).
 // hot_key:    per record, adding a visitor to one key's exact count_distinct holding D
 //             distinct visitors (each record a new visitor, then the cell encoded once, as a
 //             batch does). Baseline: the same at D = the smallest size. Target: D = 1M within 2x
@@ -143,6 +145,12 @@ struct CheckpointFigure {
   double runnel_seconds = 0;
   double baseline_seconds = 0;
   double verify_seconds = 0;
+  // A checkpoint right after a batch of 100k changed keys (what changed, not the state's
+  // size: files checksummed before are not read again).
+  double after_batch_seconds = 0;
+  // A restart: opening the database and reading every query's last batch, as `runnel run`
+  // does before /readyz turns 200.
+  double restart_seconds = 0;
 };
 
 CheckpointFigure MeasureCheckpoint(const std::string& dir, int64_t keys, int runs) {
@@ -173,9 +181,27 @@ CheckpointFigure MeasureCheckpoint(const std::string& dir, int64_t keys, int run
     verify.push_back(Seconds([&] { Check(checkpoint::Verify(entries.back()).status, "verify"); }));
     f.bytes = checkpoint::Verify(entries.back()).bytes;
   }
+  std::vector<double> after_batch, restart;
+  for (int r = 0; r < runs; ++r) {
+    streaming::BatchCommit commit{.ns = "hourly_pages",
+                                  .record = {.batch_id = BatchId(keys / kChunk + 1 + r)}};
+    for (int64_t i = 0; i < std::min(keys, kChunk); ++i) {
+      commit.puts.emplace_back(Key((i * 7919 + r) % keys), streaming::EncodeRow(Partial(rng)));
+    }
+    Check(store->Commit(commit), "batch");
+    after_batch.push_back(
+        Seconds([&] { Check(checkpoints.Take(store.get()).status(), "take after a batch"); }));
+    store.reset();
+    restart.push_back(Seconds([&] {
+      store = state::RocksDbStateStore::Open({.path = dir + "/db", .sync_commits = false}).value();
+      Check(store->AllCommitted().status(), "read batch records");
+    }));
+  }
   f.runnel_seconds = Median(runnel);
   f.baseline_seconds = Median(plain);
   f.verify_seconds = Median(verify);
+  f.after_batch_seconds = Median(after_batch);
+  f.restart_seconds = Median(restart);
   return f;
 }
 
@@ -213,14 +239,15 @@ int main(int argc, char** argv) {
   CLI::App app("state_bench: commit and checkpoint cost against plain RocksDB");
   std::vector<int64_t> key_counts = {1000, 10000, 100000};
   int batches = 5;
-  int64_t checkpoint_keys = 1'000'000;
+  std::vector<int64_t> checkpoint_keys = {1'000'000, 10'000'000};
   int runs = 3;
   std::vector<int64_t> hot_key_distinct = {1000, 1000000};
   std::string dir = fs::temp_directory_path().string() + "/runnel-state-bench";
   std::string json_path;
   app.add_option("--keys", key_counts, "Changed keys per batch")->delimiter(',');
   app.add_option("--batches", batches, "Batches per size (median reported)");
-  app.add_option("--checkpoint_keys", checkpoint_keys, "Keys in state for the checkpoint");
+  app.add_option("--checkpoint_keys", checkpoint_keys, "Keys in state for the checkpoint")
+      ->delimiter(',');
   app.add_option("--runs", runs, "Checkpoint runs (median reported)");
   app.add_option("--hot_key_distinct", hot_key_distinct, "Distinct visitors of the hot key")
       ->delimiter(',');
@@ -249,17 +276,26 @@ int main(int argc, char** argv) {
   }
   out["commit"] = std::move(commits);
 
-  const CheckpointFigure c = MeasureCheckpoint(dir + "/checkpoint", checkpoint_keys, runs);
-  fmt::print(
-      "\ncheckpoint of {} keys ({:.1f} MB): runnel {:.3f}s, rocksdb::Checkpoint alone {:.3f}s "
-      "({:.2f}x); verify {:.3f}s\n",
-      c.keys, static_cast<double>(c.bytes) / 1e6, c.runnel_seconds, c.baseline_seconds,
-      c.runnel_seconds / c.baseline_seconds, c.verify_seconds);
-  out["checkpoint"] = boost::json::object{{"keys", c.keys},
-                                          {"bytes", c.bytes},
-                                          {"runnel_seconds", c.runnel_seconds},
-                                          {"baseline_seconds", c.baseline_seconds},
-                                          {"verify_seconds", c.verify_seconds}};
+  boost::json::array checkpoints;
+  for (int64_t keys : checkpoint_keys) {
+    const std::string sub = fmt::format("{}/checkpoint-{}", dir, keys);
+    const CheckpointFigure c = MeasureCheckpoint(sub, keys, runs);
+    fs::remove_all(sub);
+    fmt::print(
+        "\ncheckpoint of {} keys ({:.1f} MB): runnel {:.3f}s, rocksdb::Checkpoint alone {:.3f}s "
+        "({:.2f}x); verify {:.3f}s; after a 100k-key batch {:.3f}s; restart to ready {:.3f}s\n",
+        c.keys, static_cast<double>(c.bytes) / 1e6, c.runnel_seconds, c.baseline_seconds,
+        c.runnel_seconds / c.baseline_seconds, c.verify_seconds, c.after_batch_seconds,
+        c.restart_seconds);
+    checkpoints.push_back(boost::json::object{{"keys", c.keys},
+                                              {"bytes", c.bytes},
+                                              {"runnel_seconds", c.runnel_seconds},
+                                              {"baseline_seconds", c.baseline_seconds},
+                                              {"verify_seconds", c.verify_seconds},
+                                              {"after_batch_seconds", c.after_batch_seconds},
+                                              {"restart_seconds", c.restart_seconds}});
+  }
+  out["checkpoint"] = std::move(checkpoints);
   fmt::print("\nhot key: per record into one exact count_distinct of D visitors (+ one encode)\n");
   fmt::print("{:>10}  {:>12}  {:>14}\n", "D", "ns/record", "vs smallest D");
   boost::json::array hot;

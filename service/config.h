@@ -30,8 +30,8 @@ struct SourceConfig {
   // file
   std::string path;
   int64_t max_records_per_batch = 100000;
-  // file: whole lines, a longer one goes alone; kafka: estimated from the average message size
-  // read so far (1 KiB a message before the first one)
+  // file: whole lines, a longer one goes alone; kafka: estimated from the previous batch's
+  // average message size (16 KiB a message before the first batch)
   int64_t max_bytes_per_batch = int64_t{256} << 20;
   // kafka
   std::string bootstrap_servers;

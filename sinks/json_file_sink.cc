@@ -1,6 +1,9 @@
 #include "sinks/json_file_sink.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <map>
 
@@ -68,12 +71,15 @@ Status JsonFileSink::WritePart(BatchId batch, int part, const std::vector<std::s
     if (first) open_.erase(id);  // a retried task's part starts over
     if (auto it = open_.find(id); it != open_.end()) file = it->second.get();
   }
+  const std::string path = fmt::format("{}/part-{:05d}.jsonl", TmpDir(batch), part);
+  if (first && ::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno("remove " + path, errno);  // what an earlier attempt finished
+  }
   if (!records.empty()) {
     if (file == nullptr) {
       const std::string tmp_dir = TmpDir(batch);
       RETURN_NOT_OK(MakeDirs(tmp_dir));  // parts may create it at once: an existing one is fine
-      ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> opened,
-                       AtomicFileWriter::Open(fmt::format("{}/part-{:05d}.jsonl", tmp_dir, part)));
+      ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> opened, AtomicFileWriter::Open(path));
       file = opened.get();
       std::lock_guard lock(mu_);
       open_[id] = std::move(opened);
@@ -97,11 +103,22 @@ Status JsonFileSink::WritePart(BatchId batch, int part, const std::vector<std::s
 
 Status JsonFileSink::Publish(BatchId batch) {
   const std::string tmp_dir = TmpDir(batch);
+  const std::string final_dir = fmt::format("{}/batch={}", dir_, batch);
   std::error_code ec;
-  if (!std::filesystem::exists(tmp_dir, ec)) return Status::OK();  // no part had records
+  const bool has_parts = std::filesystem::exists(tmp_dir, ec);
+  if (ec) return Status::FromErrno("stat " + tmp_dir, ec.value());
+  if (!has_parts) {
+    // No part had records. An earlier run of this batch that did (it read more before a
+    // restart cut the batch smaller) must not outlive it.
+    const bool stale = std::filesystem::exists(final_dir, ec);
+    if (ec) return Status::FromErrno("stat " + final_dir, ec.value());
+    if (!stale) return Status::OK();
+    std::filesystem::remove_all(final_dir, ec);
+    if (ec) return Status::FromErrno("remove " + final_dir, ec.value());
+    return SyncPath(dir_);
+  }
   RETURN_NOT_OK(SyncPath(tmp_dir));
   // A rerun of the batch replaces what its earlier run wrote.
-  const std::string final_dir = fmt::format("{}/batch={}", dir_, batch);
   std::filesystem::remove_all(final_dir, ec);
   if (ec) return Status::FromErrno("remove " + final_dir, ec.value());
   CrashPoint("before_sink_rename");

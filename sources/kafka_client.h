@@ -28,9 +28,9 @@ struct KafkaSourceOptions {
   bool start_at_earliest = true;
   // No partition reads more per batch; the others read the same share of their backlog.
   int64_t max_records_per_partition = 200000;
-  // Nor does a batch read more bytes than this, as far as the average size of the messages
-  // read so far tells (1 KiB a message before the first): the record caps of the batch's
-  // partitions together are at most max_bytes_per_batch / average.
+  // Nor does a batch read more bytes than this, as far as the average size of the previous
+  // batch's messages tells (16 KiB before the first): the partitions' record caps together come
+  // to at most max_bytes_per_batch / average.
   int64_t max_bytes_per_batch = int64_t{256} << 20;
   bool fail_on_data_loss = true;
   // Passed to librdkafka as they are.

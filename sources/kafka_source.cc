@@ -192,15 +192,22 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
                    rate_->RecordsPerPartition(static_cast<int>(owned.size())));
     }
   }
-  plan_options.max_records_per_partition =
-      std::min(plan_options.max_records_per_partition,
-               RecordsPerPartitionForBytes(static_cast<int64_t>(owned.size())));
   ASSIGN_OR_RETURN(const auto bounds, sub_->Bounds(owned));
   KafkaPositions at;
+  int64_t backlog_sum = 0, backlog_max = 0;
   for (const TopicPartition& tp : owned) {
     auto it = from.find(tp);
     at[tp] = it == from.end() ? -1 : it->second;
+    if (auto b = bounds.find(tp); b != bounds.end()) {
+      const int64_t backlog =
+          b->second.end - StartOffset(at[tp], b->second, options_.start_at_earliest);
+      backlog_sum += std::max<int64_t>(0, backlog);
+      backlog_max = std::max(backlog_max, backlog);
+    }
   }
+  plan_options.max_records_per_partition =
+      std::min(plan_options.max_records_per_partition,
+               RecordsPerPartitionForBytes(backlog_sum, backlog_max));
   ASSIGN_OR_RETURN(OffsetPlan plan, PlanOffsets(at, bounds, plan_options));
   for (const auto& [tp, records] : plan.lost) {
     Logger("kafka")->warn("{}/{}: skipped {} records no longer available", tp.first, tp.second,
@@ -221,12 +228,23 @@ Result<KafkaSource::Planned> KafkaSource::PlanFrom(streaming::BatchInfo* info,
   return planned;
 }
 
-int64_t KafkaSource::RecordsPerPartitionForBytes(int64_t partitions) const {
+int64_t KafkaSource::RecordsPerPartitionForBytes(int64_t backlog_sum, int64_t backlog_max) {
+  // The average size of the last batch's messages (before any: 16 KiB, a hundred times a
+  // click event's, so that a first batch of larger messages overshoots little).
   const int64_t records = read_records_.load();
   const int64_t bytes = read_bytes_.load();
-  const int64_t average = records > 0 ? std::max<int64_t>(1, bytes / records) : 1024;
-  const int64_t per_batch = std::max<int64_t>(1, options_.max_bytes_per_batch / average);
-  return std::max<int64_t>(1, per_batch / std::max<int64_t>(1, partitions));
+  if (records > planned_records_) {
+    average_bytes_ = std::max<int64_t>(1, (bytes - planned_bytes_) / (records - planned_records_));
+  }
+  planned_records_ = records;
+  planned_bytes_ = bytes;
+  const int64_t per_batch = std::max<int64_t>(1, options_.max_bytes_per_batch / average_bytes_);
+  if (backlog_sum <= 0 || backlog_max <= 0) return per_batch;
+  // Every partition reads the same share of its backlog (Share), the largest reading the cap:
+  // the batch reads cap * backlog_sum / backlog_max records in all.
+  const double cap = static_cast<double>(per_batch) * static_cast<double>(backlog_max) /
+                     static_cast<double>(backlog_sum);
+  return std::max<int64_t>(1, static_cast<int64_t>(cap));
 }
 
 void KafkaSource::OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) {

@@ -109,8 +109,9 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   // Serves the group (rebalances) and fixes where newly assigned partitions start.
   Status BeforePlan() override;
   Result<Planned> PlanFrom(streaming::BatchInfo* info, const KafkaPositions& from) override;
-  // max_bytes_per_batch as a record cap for each of `partitions` owned partitions.
-  int64_t RecordsPerPartitionForBytes(int64_t partitions) const;
+  // max_bytes_per_batch as the per-partition record cap of a batch whose owned partitions'
+  // backlogs sum to `backlog_sum`, the largest `backlog_max` (the runner thread only).
+  int64_t RecordsPerPartitionForBytes(int64_t backlog_sum, int64_t backlog_max);
   Result<std::optional<engine::Rdd<std::string>>> Read(const KafkaPlan& plan) override;
   // Counts what the batch skipped; publishes its offsets to the group (asynchronously).
   void OnConfirmed(const KafkaPlan& plan, const KafkaPositions& after) override;
@@ -128,6 +129,11 @@ class KafkaSource final : public streaming::PlannedInput<std::string, KafkaPlan,
   // What this source's tasks have read, for max_bytes_per_batch's estimate.
   std::atomic<int64_t> read_records_{0};
   std::atomic<int64_t> read_bytes_{0};
+  // What the previous plan saw of them, and the average message size they gave; the runner
+  // thread only (PlanFrom).
+  int64_t planned_records_ = 0;
+  int64_t planned_bytes_ = 0;
+  int64_t average_bytes_ = int64_t{16} << 10;
   // The source's own state; never held across a broker call or a call into the subscription.
   mutable std::mutex mu_;
   std::set<TopicPartition> owned_;                          // guarded by mu_

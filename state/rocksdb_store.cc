@@ -327,7 +327,9 @@ Status RocksDbStateStore::CommitRuns(const streaming::BatchCommit& commit,
   if (!rows.external_files.empty()) args.push_back(rows);
   args.push_back(record);
   if (rocksdb::Status s = db_->IngestExternalFiles(args); !s.ok()) {
-    // Nothing of the batch is visible (the ingestion is atomic): a retry redoes it all.
+    // Nothing of the batch is visible (the ingestion is atomic): a retry redoes it all, after
+    // the store reopens the database (a failed flush or MANIFEST write stops RocksDB's writes).
+    if (s.IsIOError() || s.IsNoSpace()) write_failed_ = true;
     return FromRocks(s, "commit " + commit.ns + " (ingest)", /*store_recovers=*/true);
   }
   return Status::OK();

@@ -111,6 +111,16 @@ bool IsIndexKey(const std::string& key) { return !key.empty() && key[0] == kInde
 Status AggregationQuery::LoadIndexState(bool fresh) {
   const bool final_mode = options_->output_mode == OutputMode::kFinal;
   ASSIGN_OR_RETURN(std::optional<std::string> marker, store_->Get(options_->name, kIndexMarker));
+  if (!fresh && !marker) {
+    // A state without keys is indexed trivially (a reset, then a crash before its next
+    // commit, leaves one).
+    bool empty = true;
+    RETURN_NOT_OK(store_->Scan(options_->name, "", "", [&](const std::string&, const std::string&) {
+      empty = false;
+      return false;
+    }));
+    fresh = empty;
+  }
   indexed_ = final_mode && (fresh || (marker && *marker == "1"));
   marker_to_write_.clear();
   if (final_mode && indexed_ && !marker) marker_to_write_ = "1";
@@ -250,6 +260,11 @@ Status AggregationQuery::RunBatch(const engine::Rdd<std::string>& lines, BatchIn
   if (output_.begin) RETURN_NOT_OK(output_.begin(batch_id));
   ASSIGN_OR_RETURN(Scan scan, ScanBatch(lines, watermark_now, info));
   RETURN_NOT_OK(HandleInvalid(batch_id, scan));
+  for (size_t p = 0; p < scan.parts.size(); ++p) {  // records the tasks held (on_invalid: fail)
+    if (output_.part && !scan.parts[p].out.empty()) {
+      RETURN_NOT_OK(output_.part(batch_id, static_cast<int>(p), scan.parts[p].out, true, true));
+    }
+  }
 
   BatchCommit commit;
   commit.ns = options_->name;
@@ -382,6 +397,9 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
   const int64_t share = ctx.task_memory_bytes();
   const int64_t run_past = update ? std::min<int64_t>(share / 4, 1 << 20) : INT64_MAX;
   const int64_t out_past = std::max<int64_t>(share / 8, 64 << 10);
+  // With on_invalid: fail a batch may still be refused after its job: its records wait for
+  // that (RunBatch writes them), so that no sink sees a batch that fails.
+  const bool stream_output = opts->on_invalid != OnInvalid::kFail;
   auto flush = [&](int p, MergedPart& part, bool last) -> Status {
     if (part.run != nullptr || part.put_bytes > run_past) {
       if (part.run == nullptr) {
@@ -392,7 +410,9 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
       part.put_bytes = 0;
       if (last) RETURN_NOT_OK(part.run->Finish());
     }
-    if (!output_.part || (!last && part.out_bytes <= out_past)) return Status::OK();
+    if (!output_.part || !stream_output || (!last && part.out_bytes <= out_past)) {
+      return Status::OK();
+    }
     if (!part.out.empty() || (last && part.out_started)) {
       RETURN_NOT_OK(output_.part(batch_id, p, part.out, !part.out_started, last));
       part.out_started = true;
@@ -424,7 +444,7 @@ Result<AggregationQuery::Scan> AggregationQuery::ScanBatch(const engine::Rdd<std
         // The partition's records go to the sink from here, its puts to a run past its share:
         // the driver never holds them all.
         RETURN_NOT_OK(flush(p, part, /*last=*/true));
-        std::vector<std::string>().swap(part.out);
+        if (stream_output) std::vector<std::string>().swap(part.out);
         return Status::OK();
       }));
   info->progress.lineage = partials.DebugString();

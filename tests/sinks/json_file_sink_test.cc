@@ -75,6 +75,19 @@ TEST(JsonFileSinkTest, PartsWrittenAtOnceArePublishedAsOneAndARerunReplacesThemA
   ASSERT_TRUE(sink.WritePart(BatchId(1), 0, {}, true, true).ok());
   ASSERT_TRUE(sink.Publish(BatchId(1)).ok());
   EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=1"));
+  // A part finished by a task that is then retried, and empty in the retry: the retry's
+  // (nothing) is what the batch holds.
+  ASSERT_TRUE(sink.Begin(BatchId(2)).ok());
+  ASSERT_TRUE(sink.WritePart(BatchId(2), 0, {R"({"_id":"d","n":1})"}, true, true).ok());
+  ASSERT_TRUE(sink.WritePart(BatchId(2), 1, {R"({"_id":"e","n":1})"}, true, true).ok());
+  ASSERT_TRUE(sink.WritePart(BatchId(2), 1, {}, true, true).ok());
+  ASSERT_TRUE(sink.Publish(BatchId(2)).ok());
+  EXPECT_TRUE(std::filesystem::exists(sink.dir() + "/batch=2/part-00000.jsonl"));
+  EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=2/part-00001.jsonl"));
+  // Batch 2 runs again with no records (a restart cut it smaller): its old output goes.
+  ASSERT_TRUE(sink.Begin(BatchId(2)).ok());
+  ASSERT_TRUE(sink.Publish(BatchId(2)).ok());
+  EXPECT_FALSE(std::filesystem::exists(sink.dir() + "/batch=2"));
 }
 
 }  // namespace
