@@ -38,7 +38,18 @@ void ShuffleStore::RemoveShuffle(int shuffle_id) {
   outputs_.erase(outputs_.lower_bound({shuffle_id, 0}), outputs_.lower_bound({shuffle_id + 1, 0}));
 }
 
-bool ShuffleStore::FitsInMemory(int64_t bytes) { return memory_bytes() + bytes <= memory_limit_; }
+bool ShuffleStore::PutIfFits(int shuffle_id, int map_partition,
+                             const std::shared_ptr<const MapOutput>& output) {
+  std::lock_guard lock(mu_);
+  const std::pair<int, int> key{shuffle_id, map_partition};
+  int64_t total = 0;
+  for (const auto& [k, out] : outputs_) {
+    if (!out->file && k != key) total += out->bytes;  // an output it replaces does not count
+  }
+  if (total + output->bytes > memory_limit_) return false;
+  outputs_[key] = output;
+  return true;
+}
 
 int64_t ShuffleStore::memory_bytes() {
   std::lock_guard lock(mu_);
@@ -93,15 +104,20 @@ Status MapOutputBuilder::SpillRun() {
 
 Status MapOutputBuilder::Finish() {
   ShuffleStore& store = dep_->context().shuffle_store();
-  if (file_ || !store.FitsInMemory(buffered_)) {
-    RETURN_NOT_OK(SpillRun());
-    RETURN_NOT_OK(file_->Finish());
-    output_->file = file_;
-    output_->bytes = file_->size();
-    output_->buckets.clear();
-  } else {
+  if (!file_) {
     output_->bytes = buffered_;
+    if (store.PutIfFits(dep_->shuffle_id(), map_partition_, output_)) {
+      tc_.metrics().shuffle_write_bytes += output_->bytes;
+      output_.reset();
+      return Status::OK();
+    }
   }
+  // Spilled already, or no room beside the other outputs in memory: to the spill file.
+  RETURN_NOT_OK(SpillRun());
+  RETURN_NOT_OK(file_->Finish());
+  output_->file = file_;
+  output_->bytes = file_->size();
+  output_->buckets.clear();
   tc_.metrics().shuffle_write_bytes += output_->bytes;
   store.Put(dep_->shuffle_id(), map_partition_, std::move(output_));
   return Status::OK();

@@ -51,8 +51,10 @@ class ShuffleStore {
  public:
   // Map outputs held in memory may take up to `memory_bytes` together; later ones spill.
   explicit ShuffleStore(int64_t memory_bytes) : memory_limit_(memory_bytes) {}
-  // Whether `bytes` more fit in memory now.
-  bool FitsInMemory(int64_t bytes);
+  // Keeps `output` (held in memory, `output->bytes` of it) when it fits beside the other map
+  // outputs in memory, and says whether it did: the check and the insert are one step, so
+  // map tasks finishing at once cannot together pass the limit.
+  bool PutIfFits(int shuffle_id, int map_partition, const std::shared_ptr<const MapOutput>& output);
   void Put(int shuffle_id, int map_partition, std::shared_ptr<const MapOutput> output);
   // nullptr when that map output does not exist (never computed, or lost).
   std::shared_ptr<const MapOutput> Get(int shuffle_id, int map_partition);

@@ -1,13 +1,17 @@
 // Spilling: a shuffle whose tables pass the task's memory share writes sorted runs and map
 // outputs to spill files and still gives the exact result; key-ordered output; no file left.
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "engine/shuffle.h"
 #include "engine/spill.h"
 #include "tests/engine/engine_test_util.h"
 
@@ -198,6 +202,41 @@ TEST(SpillTest, TwoMillionKeysStayWithinABudgetOf32MiB) {
 #else
   EXPECT_LT(grew, kBudget + (int64_t{48} << 20)) << "peak grew by " << (grew >> 20) << " MiB";
 #endif
+}
+
+TEST(SpillTest, MapOutputsFinishingAtOnceNeverTogetherPassTheShuffleStoresLimit) {
+  // 8 threads put 50 outputs each of 30 bytes into a store that holds 100: at most 3 fit,
+  // whichever threads win, and the store's memory stays within its limit throughout.
+  ShuffleStore store(100);
+  std::atomic<int> kept{0};
+  std::atomic<int64_t> worst{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        auto out = std::make_shared<MapOutput>();
+        out->bytes = 30;
+        if (store.PutIfFits(0, t * 50 + i, out)) ++kept;
+        int64_t now = store.memory_bytes();
+        int64_t seen = worst.load();
+        while (now > seen && !worst.compare_exchange_weak(seen, now)) {
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(kept.load(), 3);
+  EXPECT_LE(worst.load(), 100);
+  // Replacing an output (a retried map task) counts only the new one.
+  auto again = std::make_shared<MapOutput>();
+  again->bytes = 40;
+  int replaced = -1;
+  for (int m = 0; m < 400 && replaced < 0; ++m) {
+    if (store.Get(0, m) != nullptr) replaced = m;
+  }
+  ASSERT_GE(replaced, 0);
+  EXPECT_TRUE(store.PutIfFits(0, replaced, again));  // 60 + 40
+  EXPECT_EQ(store.memory_bytes(), 100);
 }
 
 TEST(SpillTest, AContextEmptiesTheSpillDirectoryItIsGiven) {
