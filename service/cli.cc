@@ -1,5 +1,7 @@
 #include "service/cli.h"
 
+#include <sys/resource.h>
+
 #include <functional>
 #include <iostream>
 #include <optional>
@@ -68,6 +70,19 @@ int Validate(const CliOptions& opts) {
   return kExitOk;
 }
 
+// Raises the soft limit of open files to the hard one: spilled map outputs, RocksDB's table
+// files and connections each hold a descriptor, and the usual soft limit (1024) is far below
+// what a large shuffle or state needs (the systemd unit sets LimitNOFILE=65536 itself).
+void RaiseOpenFilesLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t was = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    Logger("service")->debug("open files limit raised from {} to {}", was, limit.rlim_cur);
+  }
+}
+
 int Run(const CliOptions& opts, bool log_format_given) {
   auto config = LoadOrReport(opts.config_path);
   if (!config) return kExitConfig;
@@ -77,6 +92,7 @@ int Run(const CliOptions& opts, bool log_format_given) {
     logging.level = *ParseLogLevel(opts.log_level);
     ConfigureLogging(logging);
   }
+  RaiseOpenFilesLimit();
   // A progress line (and systemd STATUS=) every 30 s while serving.
   return service::RunService(*config,
                              {.available_now = opts.available_now, .progress_log_ms = 30000});
