@@ -61,7 +61,13 @@ TEST(RunTest, ASecondRunContinuesFromCommittedPositions) {
 }
 
 // At scale, within a small budget (16 MiB: a task's share is 4 MiB, so batches spill and
-// commit sorted runs): `runnel gen` events, the engine's and the state's large paths.
+// commit sorted runs): `runnel gen` events, the engine's and the state's large paths. Under
+// the sanitizers (several times slower) a quarter of the events.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kScale = 4;
+#else
+constexpr int kScale = 1;
+#endif
 std::string SmallBudget(std::string config) {
   config.replace(config.find("engine: { workers: 2 }"), 22,
                  "engine: { workers: 2, memory_budget: 16MiB }");
@@ -86,10 +92,10 @@ TEST(RunTest, ExactDistinctCountsAtScaleEqualThePageViewsOfUniqueVisitors) {
   for (const auto& [id, rec] : out) {
     const auto& m = rec.at("metrics");
     EXPECT_EQ(m.at("visitors"), m.at("page_views")) << id;
-    EXPECT_GT(m.at("visitors").as_int64(), 10000) << id;
+    EXPECT_GT(m.at("visitors").as_int64(), 10000 / kScale) << id;
     views += m.at("page_views").as_int64();
   }
-  EXPECT_EQ(views, 300000);
+  EXPECT_EQ(views, n);
 }
 
 TEST(RunTest, FinalModeAtScaleEmitsEachClosedWindowOnceWithTheUpdateModesValue) {
@@ -110,7 +116,7 @@ TEST(RunTest, FinalModeAtScaleEmitsEachClosedWindowOnceWithTheUpdateModesValue) 
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   const auto updated = SinkContent(dir.path());
-  ASSERT_GT(updated.size(), 150000u);
+  ASSERT_GT(updated.size(), 150000u / kScale);
   std::map<std::string, int> emitted;
   // Every emission, not just the latest: count each _id over all batch directories.
   for (const auto& b :
