@@ -79,8 +79,9 @@ TEST(RunTest, ExactDistinctCountsAtScaleEqualThePageViewsOfUniqueVisitors) {
   // page views, over 300k events and ~12.5k visitors a key, in batches of 50k.
   TempDir dir;
   const std::string events = dir.path() + "/events.jsonl";
-  auto gen = RunProcess({RunnelBinary(), "gen", "--events", "300000", "--customers", "1", "--urls",
-                         "1", "--unique-sessions", "--seed", "4", "--out", events});
+  const int n = 300000 / kScale;
+  auto gen = RunProcess({RunnelBinary(), "gen", "--events", std::to_string(n), "--customers", "1",
+                         "--urls", "1", "--unique-sessions", "--seed", "4", "--out", events});
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
   WriteText(dir.path() + "/q.yaml", SmallBudget(HourlyConfig(dir.path(), events, 50000, "1d")));
   auto r =
