@@ -251,6 +251,16 @@ void RunBatches(StateStore* store, OutputMode mode, int first, int last,
   }
 }
 
+// Every emitted window was emitted once, with the peer's value.
+void ExpectEachOnceWithItsValue(const std::map<std::string, int>& emitted,
+                                const std::map<std::string, boost::json::value>& values,
+                                const std::map<std::string, boost::json::value>& want) {
+  for (const auto& [id, n] : emitted) {
+    EXPECT_EQ(n, 1) << id;
+    EXPECT_EQ(values.at(id), want.at(id)) << id;
+  }
+}
+
 TEST(GoldenTest, FinalModeReadsOnlyClosedWindowsThroughItsIndexAndScansWithoutOne) {
   const auto want = ById(ReadLines(GoldenDir() + "/expected-clean.jsonl"));
   // A state made in final mode: the index covers every key; each batch visits only the
@@ -262,10 +272,7 @@ TEST(GoldenTest, FinalModeReadsOnlyClosedWindowsThroughItsIndexAndScansWithoutOn
     std::map<std::string, boost::json::value> values;
     RunBatches(&store, OutputMode::kFinal, 0, 20, &emitted, &values);
     EXPECT_EQ(emitted.size(), 400u);
-    for (const auto& [id, n] : emitted) {
-      EXPECT_EQ(n, 1) << id;
-      EXPECT_EQ(values[id], want.at(id)) << id;
-    }
+    ExpectEachOnceWithItsValue(emitted, values, want);
     EXPECT_LE(store.visited, 480);
   }
   // A state made in update mode, then run in final mode: no index, so each batch that moves
@@ -279,10 +286,7 @@ TEST(GoldenTest, FinalModeReadsOnlyClosedWindowsThroughItsIndexAndScansWithoutOn
     store.visited = 0;
     RunBatches(&store, OutputMode::kFinal, 10, 20, &emitted, &values);
     EXPECT_GT(emitted.size(), 100u);
-    for (const auto& [id, n] : emitted) {
-      EXPECT_EQ(n, 1) << id;
-      EXPECT_EQ(values[id], want.at(id)) << id;
-    }
+    ExpectEachOnceWithItsValue(emitted, values, want);
     EXPECT_GT(store.visited, 2000);  // ten scans of ~480 keys
   }
   // Final, then update (keys added without index entries: the marker says so), then final
@@ -297,10 +301,7 @@ TEST(GoldenTest, FinalModeReadsOnlyClosedWindowsThroughItsIndexAndScansWithoutOn
     store.visited = 0;
     RunBatches(&store, OutputMode::kFinal, 10, 20, &emitted, &values);
     EXPECT_GT(emitted.size(), 100u);
-    for (const auto& [id, n] : emitted) {
-      EXPECT_EQ(n, 1) << id;
-      EXPECT_EQ(values[id], want.at(id)) << id;
-    }
+    ExpectEachOnceWithItsValue(emitted, values, want);
     EXPECT_GT(store.visited, 2000);
   }
 }
